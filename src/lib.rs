@@ -1,0 +1,16 @@
+//! dcos-driver: drive DC/OS (Marathon, Metronome, the DC/OS login) through NATS.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
+//! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
+//! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
+//! - [`telemetry`]: tracing setup (text or JSON logs).
+//! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
+//! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
+
+pub mod cli;
+pub mod config;
+pub mod names;
+pub mod sim;
+pub mod telemetry;
+pub mod testkit;

@@ -1,0 +1,162 @@
+//! Helpers for tests and benchmarks: a real `nats-server` on a free port with its own store directory,
+//! and the simulator in-process on port 0.
+//!
+//! The server binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH` (works with 2.9.10 and newer).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `nats-server` child process with JetStream on; killed and its store removed on drop.
+pub struct NatsServer {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+    binary: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a server on a free loopback port and waits until it accepts connections.
+    pub fn start() -> NatsServer {
+        let binary = std::env::var_os("NATS_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("nats-server"));
+        let store = tempfile::Builder::new()
+            .prefix("dcos-driver-nats-")
+            .tempdir()
+            .expect("create a store directory for nats-server");
+        let port = free_port();
+        let mut server = NatsServer {
+            port,
+            store,
+            child: None,
+            binary,
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the server listens on (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The JetStream store directory (kept across restarts).
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Stops the server (SIGKILL) and waits for it to exit. The store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (install nats-server or set NATS_SERVER_BIN): {e}",
+                    self.binary.display()
+                )
+            });
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("nats-server exited at start: {status}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "nats-server did not accept connections on port {} within 20 s",
+            self.port
+        );
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nats_server_starts_stops_and_keeps_its_store() {
+        let mut server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client.clone());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("keep.a", "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        drop(client);
+
+        server.restart();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream("KEEP").await.unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, 1);
+        let store = server.store_dir().to_path_buf();
+        drop(server);
+        assert!(!store.exists(), "store directory is removed on drop");
+    }
+}
