@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
+//! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
@@ -14,3 +15,4 @@ pub mod names;
 pub mod sim;
 pub mod telemetry;
 pub mod testkit;
+pub mod vocabulary;
