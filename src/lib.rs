@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
+//! - [`dcos`]: the typed DC/OS client (Marathon, Metronome, login): retries, tokens, URL rotation, error codes.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
@@ -11,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dcos;
 pub mod names;
 pub mod sim;
 pub mod telemetry;
