@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
+//! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
@@ -12,6 +13,7 @@
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod deployments;
 pub mod names;

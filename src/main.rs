@@ -6,5 +6,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(dcos_driver::cli::run(cli))
+    let code = runtime.block_on(dcos_driver::cli::run(cli))?;
+    std::process::exit(code)
 }
