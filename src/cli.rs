@@ -78,6 +78,16 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Services log their progress; client commands only warnings, so their output stays readable.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } | Command::Sim(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
 /// Where the client commands find NATS.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
