@@ -5,6 +5,7 @@
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
+//! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
 //! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deployments;
+pub mod events;
 pub mod names;
 pub mod overlays;
 pub mod sim;
