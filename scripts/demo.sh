@@ -81,10 +81,7 @@ op create_server_group -s application=demo -s stack=web -s region= -s desiredCap
 say "2. resize to 3"
 op resize_server_group -s serverGroupName=demo-web-v000 -s region= -s capacity.desired=3
 
-instance=$("$bin" task-instances --account demo --app /demo/demo-web-v000 2>/dev/null | head -1 || true)
-if [ -z "$instance" ]; then
-  instance=$(curl -s "http://127.0.0.1:$sim_port/v2/apps/demo/demo-web-v000/tasks" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks"][0]["id"])')
-fi
+instance=$(curl -s "http://127.0.0.1:$sim_port/v2/apps/demo/demo-web-v000/tasks" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks"][0]["id"])')
 say "3. disable instance $instance in discovery"
 op disable_instances_in_discovery -s serverGroupName=demo-web-v000 -s region= -s "instanceIds=[\"$instance\"]"
 sleep 1
