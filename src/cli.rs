@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::client;
 use crate::config::Config;
 use crate::sim;
 
@@ -37,6 +38,93 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Publish an operation request; with `--wait`, follow its task to the end (exit code: 0 succeeded,
+    /// 1 failed, 2 rejected, 3 unsupported, 4 no terminal status in time).
+    Op {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        args: client::OpArgs,
+    },
+    /// Show a task document (from KV `dcos_tasks`).
+    Task {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The task id (the request's `Nats-Msg-Id`).
+        id: String,
+        /// Print JSON on one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the republished Marathon events of an account.
+    Events {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// Only this event type (e.g. `status_update_event`).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// Follow the discovery feed of an account (instance UP / OUT_OF_SERVICE / DOWN …).
+    Discovery {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// Only this app (server group) id, e.g. `/prod/web/api-v001`.
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+impl Command {
+    /// Services log their progress; client commands only warnings, so their output stays readable.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } | Command::Sim(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// Where the client commands find NATS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL.
+    #[arg(
+        long,
+        env = "DCOS_DRIVER_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+}
+
+impl NatsArgs {
+    async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::ConnectOptions::new()
+            .name("dcos-driver-cli")
+            .connect(self.nats_url.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", self.nats_url))
+    }
+}
+
+/// Options shared by the feed followers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FeedArgs {
+    /// The account.
+    #[arg(long, short)]
+    pub account: String,
+    /// Print JSON lines instead of a readable display.
+    #[arg(long)]
+    pub json: bool,
+    /// Replay what the stream still holds before following.
+    #[arg(long)]
+    pub all: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,8 +142,8 @@ pub enum ConfigCommand {
     },
 }
 
-/// Runs the chosen subcommand to its end.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the chosen subcommand to its end; the result is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let shutdown = shutdown_on_signal();
     match cli.command {
         Command::Serve { config } => {
@@ -63,7 +151,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(accounts = config.accounts.len(), "configuration loaded");
             anyhow::bail!("serve is not built yet")
         }
-        Command::Sim(config) => Ok(sim::run(config, shutdown).await?),
+        Command::Sim(config) => {
+            sim::run(config, shutdown).await?;
+            Ok(0)
+        }
+        Command::Op { nats, args } => {
+            let client = nats.connect().await?;
+            Ok(client::op(client, args).await? as i32)
+        }
+        Command::Task { nats, id, json } => {
+            let client = nats.connect().await?;
+            Ok(client::task(client, &id, json).await? as i32)
+        }
+        Command::Events {
+            nats,
+            feed,
+            event_type,
+        } => {
+            let client = nats.connect().await?;
+            client::follow(
+                client,
+                client::Feed::Events,
+                &feed.account,
+                event_type.as_deref(),
+                feed.all,
+                feed.json,
+                feed.limit,
+            )
+            .await?;
+            Ok(0)
+        }
+        Command::Discovery { nats, feed, app } => {
+            let client = nats.connect().await?;
+            client::follow(
+                client,
+                client::Feed::Discovery,
+                &feed.account,
+                app.as_deref(),
+                feed.all,
+                feed.json,
+                feed.limit,
+            )
+            .await?;
+            Ok(0)
+        }
         Command::Config(ConfigCommand::Check { config: path }) => {
             let config = Config::load(&path)?;
             println!(
@@ -77,7 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            Ok(())
+            Ok(0)
         }
     }
 }
