@@ -173,7 +173,9 @@ impl TokenSource {
                 call: login_call(),
                 reason: "the login answer has no token".into(),
             })?;
-        let lifetime = token_lifetime(&token, chrono::Utc::now().timestamp());
+        // A floor, so a token that looks expired (clock skew) cannot turn every call into a login.
+        let lifetime =
+            token_lifetime(&token, chrono::Utc::now().timestamp()).max(Duration::from_secs(1));
         let generation = self.logins.fetch_add(1, Ordering::Relaxed) + 1;
         let fresh = Token {
             value: token.into(),

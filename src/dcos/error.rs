@@ -37,7 +37,8 @@ pub enum DcosError {
         call: Call,
         status: u16,
         message: String,
-        details: Value,
+        /// Boxed: a JSON value is large and errors travel by value.
+        details: Box<Value>,
     },
 
     /// 409 "App is locked by one or more deployments", still so after the allowed retries.
@@ -176,11 +177,12 @@ impl DcosError {
                 call,
                 status,
                 message,
-                details: json
-                    .as_ref()
-                    .and_then(|j| j.get("details"))
-                    .cloned()
-                    .unwrap_or(Value::Null),
+                details: Box::new(
+                    json.as_ref()
+                        .and_then(|j| j.get("details"))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                ),
             },
             409 if super::retry::is_locked(body) => DcosError::Locked {
                 call,
