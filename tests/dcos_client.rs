@@ -47,11 +47,14 @@ fn deployment_body() -> String {
     json!({"deploymentId": "d-42", "version": "2026-11-26T12:00:00.000Z"}).to_string()
 }
 
+/// A request the mock saw: method, URI, `Authorization`, body.
+type Seen = (Method, String, Option<String>, String);
+
 /// A scripted DC/OS: a login, a token check, and answers popped from a queue (else the default).
 struct Mock {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
-    requests: Mutex<Vec<(Method, String, Option<String>, String)>>,
+    requests: Mutex<Vec<Seen>>,
     auth: bool,
     token_ttl: u64,
     valid_token: Mutex<Option<String>>,
