@@ -197,13 +197,8 @@ impl Transport {
         let started = Instant::now();
         let result = self.run(&spec, policy).instrument(span.clone()).await;
         span.record("elapsed_ms", started.elapsed().as_millis() as u64);
-        match &result {
-            Ok(answer) => {
-                span.record("status", answer.status.as_u16());
-            }
-            Err(error) => {
-                span.in_scope(|| tracing::debug!(%error, "DC/OS call failed"));
-            }
+        if let Err(error) = &result {
+            span.in_scope(|| tracing::debug!(%error, "DC/OS call failed"));
         }
         result
     }
@@ -253,6 +248,11 @@ impl Transport {
                 Attempt::NetworkFailed => (None, Some("network")),
             };
             self.record(spec, status, failure, elapsed, attempts);
+            let span = tracing::Span::current();
+            span.record("attempts", attempts);
+            if let Some(status) = status {
+                span.record("status", status);
+            }
             let verdict = decide(outcome);
             let sent = match sent {
                 Ok(answer) => Ok(answer),
