@@ -187,7 +187,9 @@ impl DcosError {
             409 if super::retry::is_locked(body) => DcosError::Locked {
                 call,
                 message,
-                deployments: locking_deployments(json.as_ref()),
+                deployments: super::types::deployment_ids(
+                    json.as_ref().and_then(|j| j.get("deployments")),
+                ),
                 attempts,
             },
             409 => DcosError::Conflict { call, message },
@@ -225,18 +227,6 @@ fn answer_message(json: Option<&Value>, body: &[u8]) -> String {
         return "(empty body)".to_string();
     }
     text.chars().take(200).collect()
-}
-
-/// The ids in a locked answer's `deployments: [{"id": …}]`.
-fn locking_deployments(json: Option<&Value>) -> Vec<String> {
-    json.and_then(|j| j.get("deployments"))
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

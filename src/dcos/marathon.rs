@@ -132,8 +132,7 @@ impl<'a> Marathon<'a> {
 
     /// `POST /v2/apps`: creates the app (an existing id is `CONFLICT`).
     pub async fn create_app(&self, app: &App) -> Result<CreatedApp, DcosError> {
-        let spec = CallSpec::new(Service::Marathon, Method::POST, "/v2/apps", "apps.create")
-            .json_body(app);
+        let spec = call(Method::POST, "/v2/apps", "apps.create").json_body(app);
         let call = spec.call();
         let answer = self.client.execute(spec).await?;
         let app: App = serde_json::from_slice(&answer.body)
@@ -157,39 +156,23 @@ impl<'a> Marathon<'a> {
         force: bool,
         partial: bool,
     ) -> Result<DeploymentRef, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::PUT,
-            app_path(id, ""),
-            "apps.update",
-        )
-        .query("force", force)
-        .query("partialUpdate", partial)
-        .json_body(patch);
+        let spec = call(Method::PUT, app_path(id, ""), "apps.update")
+            .query("force", force)
+            .query("partialUpdate", partial)
+            .json_body(patch);
         self.deployment(spec).await
     }
 
     /// `DELETE /v2/apps/{id}?force=`.
     pub async fn delete_app(&self, id: &str, force: bool) -> Result<DeploymentRef, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::DELETE,
-            app_path(id, ""),
-            "apps.delete",
-        )
-        .query("force", force);
+        let spec = call(Method::DELETE, app_path(id, ""), "apps.delete").query("force", force);
         self.deployment(spec).await
     }
 
     /// `POST /v2/apps/{id}/restart?force=`: a rolling restart.
     pub async fn restart_app(&self, id: &str, force: bool) -> Result<DeploymentRef, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::POST,
-            app_path(id, "/restart"),
-            "apps.restart",
-        )
-        .query("force", force);
+        let spec =
+            call(Method::POST, app_path(id, "/restart"), "apps.restart").query("force", force);
         self.deployment(spec).await
     }
 
@@ -209,16 +192,11 @@ impl<'a> Marathon<'a> {
         task_ids: &[String],
         options: KillOptions,
     ) -> Result<Killed, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::POST,
-            "/v2/tasks/delete",
-            "tasks.kill",
-        )
-        .query("scale", options.scale)
-        .query_if(options.wipe, "wipe", true)
-        .query_if(options.force, "force", true)
-        .json_body(&serde_json::json!({ "ids": task_ids }));
+        let spec = call(Method::POST, "/v2/tasks/delete", "tasks.kill")
+            .query("scale", options.scale)
+            .query_if(options.wipe, "wipe", true)
+            .query_if(options.force, "force", true)
+            .json_body(&serde_json::json!({ "ids": task_ids }));
         self.killed(spec).await
     }
 
@@ -229,8 +207,7 @@ impl<'a> Marathon<'a> {
         task_id: &str,
         options: KillOptions,
     ) -> Result<Killed, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
+        let spec = call(
             Method::DELETE,
             app_path(app_id, &format!("/tasks/{task_id}")),
             "apps.tasks.kill",
@@ -255,8 +232,7 @@ impl<'a> Marathon<'a> {
         id: &str,
         force: bool,
     ) -> Result<Option<DeploymentRef>, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
+        let spec = call(
             Method::DELETE,
             format!("/v2/deployments/{}", id.trim_matches('/')),
             "deployments.cancel",
@@ -283,15 +259,10 @@ impl<'a> Marathon<'a> {
         dry_run: bool,
         force: bool,
     ) -> Result<GroupChange, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::PUT,
-            group_path(id),
-            "groups.update",
-        )
-        .query_if(dry_run, "dryRun", true)
-        .query("force", force)
-        .json_body(body);
+        let spec = call(Method::PUT, group_path(id), "groups.update")
+            .query_if(dry_run, "dryRun", true)
+            .query("force", force)
+            .json_body(body);
         let call = spec.call();
         let answer = self.client.execute(spec).await?;
         if dry_run {
@@ -304,13 +275,7 @@ impl<'a> Marathon<'a> {
 
     /// `DELETE /v2/groups/{id}?force=`.
     pub async fn delete_group(&self, id: &str, force: bool) -> Result<DeploymentRef, DcosError> {
-        let spec = CallSpec::new(
-            Service::Marathon,
-            Method::DELETE,
-            group_path(id),
-            "groups.delete",
-        )
-        .query("force", force);
+        let spec = call(Method::DELETE, group_path(id), "groups.delete").query("force", force);
         self.deployment(spec).await
     }
 
@@ -380,8 +345,12 @@ impl<'a> Marathon<'a> {
     }
 }
 
+fn call(method: Method, path: impl Into<String>, endpoint: &'static str) -> CallSpec {
+    CallSpec::new(Service::Marathon, method, path, endpoint)
+}
+
 fn get(path: impl Into<String>, endpoint: &'static str) -> CallSpec {
-    CallSpec::new(Service::Marathon, Method::GET, path, endpoint)
+    call(Method::GET, path, endpoint)
 }
 
 /// `/v2/apps/<id><suffix>` with the id made absolute and without a trailing slash.

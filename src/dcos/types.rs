@@ -68,15 +68,7 @@ impl App {
 
     /// Ids of the deployments running for this app.
     pub fn deployments(&self) -> Vec<String> {
-        self.0
-            .get("deployments")
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        deployment_ids(self.0.get("deployments"))
     }
 
     /// The version (an ISO timestamp).
@@ -126,6 +118,17 @@ impl App {
     fn str_field(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(Value::as_str)
     }
+}
+
+/// The ids in Marathon's `deployments: [{"id": …}]` (on apps and in locked answers).
+pub(crate) fn deployment_ids(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One Marathon task (instance).
