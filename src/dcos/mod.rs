@@ -5,6 +5,18 @@
 //! [`retry::decide`] → backoff per [`RetryPolicy`]; failures end as a [`DcosError`] whose
 //! [`code`](DcosError::code) is the task error code.
 //!
+//! Decisions:
+//! - 400 and 422 are both `DCOS_VALIDATION` with DC/OS's `details` kept (a string for Marathon's "Invalid
+//!   JSON", a list of `{path, errors}` otherwise): the driver validated the request before calling, so a
+//!   refusal is DC/OS's verdict on what the driver built. Other unexpected 4xx are `INVALID_REQUEST`.
+//! - Every method is retried the same way, POST included: after an ambiguous failure (timeout, 502/504) a
+//!   create may have happened, so a retried `create_app`/`create_job` can end in `CONFLICT` "already exists";
+//!   operations that must be idempotent check for their own earlier result (they know the id they used).
+//! - `Retry-After` is honoured up to the policy's `cap`; a locked app has its own budget
+//!   ([`RetryPolicy::on_locked`]), after which it is `CONFLICT` with the locking deployments in `details`.
+//! - The token is renewed at 80 % of its life (`exp` read from the token without verifying; 5 days if it is
+//!   not a JWT), and once after a 401; a 401 right after a fresh login is `AUTH_FAILED`.
+//!
 //! Layout:
 //! - [`error`]: `DcosError`, what failed and its task error code.
 //! - [`retry`]: the retry decision and the retry policy.
