@@ -654,3 +654,23 @@ async fn metronome_calls_need_a_metronome_url() {
         ]
     );
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (mock, client) = plain().await;
+    let mut busy = reply(429, r#"{"message":"slow down"}"#);
+    busy.headers.push(("retry-after", "1".into()));
+    mock.push([busy, reply(200, "pong")]);
+    let policy = RetryPolicy {
+        cap: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
+    let started = std::time::Instant::now();
+    client.with_retry(policy).marathon().ping().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(mock.hits(), 2);
+}
