@@ -13,9 +13,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::vocabulary::{ErrorCode, Operation};
+
+mod endpoint;
+pub use endpoint::endpoint_template;
 
 /// Seconds an operation may take: from an unsupported answer (instant) to a long rolling deployment.
 const OPERATION_BUCKETS: &[f64] = &[
@@ -87,8 +90,8 @@ fn dcos_call_histogram() -> Histogram {
     Histogram::new(DCOS_CALL_BUCKETS.iter().copied())
 }
 
+/// The handles the recording methods use; every one is also registered in [`Shared::registry`].
 struct Families {
-    registry: Registry,
     operations: Family<OperationLabels, Counter>,
     operation_duration: HistogramFamily<OperationKind>,
     dead_lettered: Family<ReasonLabels, Counter>,
@@ -103,10 +106,15 @@ struct Families {
     nats_publish_errors: Family<SubjectKindLabels, Counter>,
 }
 
+struct Shared {
+    registry: Registry,
+    families: Families,
+}
+
 /// Every metric of the driver. Cheap to clone: all clones record into the same registry.
 #[derive(Clone)]
 pub struct Metrics {
-    families: Arc<Families>,
+    shared: Arc<Shared>,
 }
 
 impl Default for Metrics {
@@ -125,107 +133,92 @@ impl Metrics {
     /// A fresh registry with every family registered (all names start with `dcos_driver_`).
     pub fn new() -> Self {
         let mut root = Registry::default();
-        let registry = root.sub_registry_with_prefix("dcos_driver");
-
-        let operations = Family::<OperationLabels, Counter>::default();
-        registry.register(
-            "operations",
-            "Operations that reached a terminal status, by operation and status",
-            operations.clone(),
-        );
-        let operation_duration: HistogramFamily<OperationKind> =
-            Family::new_with_constructor(operation_histogram);
-        registry.register_with_unit(
-            "operation_duration",
-            "Time from accepting an operation to its terminal status",
-            Unit::Seconds,
-            operation_duration.clone(),
-        );
-        let dead_lettered = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "requests_dead_lettered",
-            "Requests that could not be parsed or validated and went to the DLQ, by error code",
-            dead_lettered.clone(),
-        );
-        let dcos_requests = Family::<DcosCallLabels, Counter>::default();
-        registry.register(
-            "dcos_requests",
-            "HTTP requests to DC/OS by account, route template and status code (`error` = no answer)",
-            dcos_requests.clone(),
-        );
-        let dcos_request_duration: HistogramFamily<DcosRouteLabels> =
-            Family::new_with_constructor(dcos_call_histogram);
-        registry.register_with_unit(
-            "dcos_request_duration",
-            "Latency of HTTP requests to DC/OS by account and route template",
-            Unit::Seconds,
-            dcos_request_duration.clone(),
-        );
-        let events_in = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "marathon_events_received",
-            "Events read from Marathon's event stream, by account and event type",
-            events_in.clone(),
-        );
-        let events_out = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "marathon_events_published",
-            "Marathon events published to NATS (read or synthesised by a resync), by account and event type",
-            events_out.clone(),
-        );
-        let discovery_changes = Family::<InstanceLabels, Counter>::default();
-        registry.register(
-            "discovery_changes_published",
-            "Discovery state changes published to NATS, by account and new state",
-            discovery_changes.clone(),
-        );
-        let reconnects = Family::<AccountLabels, Counter>::default();
-        registry.register(
-            "event_stream_reconnects",
-            "Times the Marathon event stream was (re)connected after a loss, by account",
-            reconnects.clone(),
-        );
-        let resyncs = Family::<AccountLabels, Counter>::default();
-        registry.register(
-            "event_stream_resyncs",
-            "Full state resyncs of the event side (after connects and periodic), by account",
-            resyncs.clone(),
-        );
-        let instances = Family::<InstanceLabels, Gauge>::default();
-        registry.register(
-            "instances",
-            "Instances currently in each discovery state, by account",
-            instances.clone(),
-        );
-        let nats_publish_errors = Family::<SubjectKindLabels, Counter>::default();
-        registry.register(
-            "nats_publish_errors",
-            "NATS publishes that failed or were not acknowledged, by subject kind",
-            nats_publish_errors.clone(),
-        );
-
+        let r = root.sub_registry_with_prefix("dcos_driver");
+        let families = Families {
+            operations: register(
+                r,
+                "operations",
+                "Operations that reached a terminal status, by operation and status",
+                Family::default(),
+            ),
+            operation_duration: register_seconds(
+                r,
+                "operation_duration",
+                "Time from accepting an operation to its terminal status",
+                Family::new_with_constructor(operation_histogram),
+            ),
+            dead_lettered: register(
+                r,
+                "requests_dead_lettered",
+                "Requests that could not be parsed or validated and went to the DLQ, by error code",
+                Family::default(),
+            ),
+            dcos_requests: register(
+                r,
+                "dcos_requests",
+                "HTTP requests to DC/OS by account, route template and status code (`error` = no answer)",
+                Family::default(),
+            ),
+            dcos_request_duration: register_seconds(
+                r,
+                "dcos_request_duration",
+                "Latency of HTTP requests to DC/OS by account and route template",
+                Family::new_with_constructor(dcos_call_histogram),
+            ),
+            events_in: register(
+                r,
+                "marathon_events_received",
+                "Events read from Marathon's event stream, by account and event type",
+                Family::default(),
+            ),
+            events_out: register(
+                r,
+                "marathon_events_published",
+                "Marathon events published to NATS (read or synthesised by a resync), by account and event type",
+                Family::default(),
+            ),
+            discovery_changes: register(
+                r,
+                "discovery_changes_published",
+                "Discovery state changes published to NATS, by account and new state",
+                Family::default(),
+            ),
+            reconnects: register(
+                r,
+                "event_stream_reconnects",
+                "Times the Marathon event stream was (re)connected after a loss, by account",
+                Family::default(),
+            ),
+            resyncs: register(
+                r,
+                "event_stream_resyncs",
+                "Full state resyncs of the event side (after connects and periodic), by account",
+                Family::default(),
+            ),
+            instances: register(
+                r,
+                "instances",
+                "Instances currently in each discovery state, by account",
+                Family::default(),
+            ),
+            nats_publish_errors: register(
+                r,
+                "nats_publish_errors",
+                "NATS publishes that failed or were not acknowledged, by subject kind",
+                Family::default(),
+            ),
+        };
         Metrics {
-            families: Arc::new(Families {
+            shared: Arc::new(Shared {
                 registry: root,
-                operations,
-                operation_duration,
-                dead_lettered,
-                dcos_requests,
-                dcos_request_duration,
-                events_in,
-                events_out,
-                discovery_changes,
-                reconnects,
-                resyncs,
-                instances,
-                nats_publish_errors,
+                families,
             }),
         }
     }
 
     /// An operation reached a terminal `status` (`SUCCEEDED`, `FAILED`, `REJECTED`, `UNSUPPORTED`).
     pub fn record_operation(&self, operation: Operation, status: &str, duration: Duration) {
-        let f = &self.families;
+        let f = &self.shared.families;
         f.operations
             .get_or_create(&OperationLabels {
                 operation: operation.name(),
@@ -241,7 +234,8 @@ impl Metrics {
 
     /// A request went to the DLQ (it may not even name a known operation).
     pub fn request_dead_lettered(&self, reason: ErrorCode) {
-        self.families
+        self.shared
+            .families
             .dead_lettered
             .get_or_create(&ReasonLabels {
                 reason: reason.as_str(),
@@ -258,7 +252,7 @@ impl Metrics {
         status: Option<u16>,
         elapsed: Duration,
     ) {
-        let f = &self.families;
+        let f = &self.shared.families;
         let status = status.map_or_else(|| "error".to_string(), |code| code.to_string());
         f.dcos_requests
             .get_or_create(&DcosCallLabels {
@@ -277,7 +271,8 @@ impl Metrics {
 
     /// A Marathon event was read from the event stream.
     pub fn event_in(&self, account: &str, event_type: &str) {
-        self.families
+        self.shared
+            .families
             .events_in
             .get_or_create(&event_labels(account, event_type))
             .inc();
@@ -285,7 +280,8 @@ impl Metrics {
 
     /// A Marathon event was published to NATS (and acknowledged).
     pub fn event_out(&self, account: &str, event_type: &str) {
-        self.families
+        self.shared
+            .families
             .events_out
             .get_or_create(&event_labels(account, event_type))
             .inc();
@@ -293,7 +289,8 @@ impl Metrics {
 
     /// A discovery change to `state` was published to NATS.
     pub fn discovery_out(&self, account: &str, state: &str) {
-        self.families
+        self.shared
+            .families
             .discovery_changes
             .get_or_create(&InstanceLabels {
                 account: account.to_string(),
@@ -304,7 +301,8 @@ impl Metrics {
 
     /// The event stream of `account` connected again after a loss.
     pub fn reconnect(&self, account: &str) {
-        self.families
+        self.shared
+            .families
             .reconnects
             .get_or_create(&account_labels(account))
             .inc();
@@ -312,7 +310,8 @@ impl Metrics {
 
     /// The event side of `account` re-read the full state.
     pub fn resync(&self, account: &str) {
-        self.families
+        self.shared
+            .families
             .resyncs
             .get_or_create(&account_labels(account))
             .inc();
@@ -320,7 +319,8 @@ impl Metrics {
 
     /// `n` instances of `account` are now in discovery `state` (`UP`, `STARTING`, …).
     pub fn set_instances(&self, account: &str, state: &str, n: u64) {
-        self.families
+        self.shared
+            .families
             .instances
             .get_or_create(&InstanceLabels {
                 account: account.to_string(),
@@ -331,7 +331,8 @@ impl Metrics {
 
     /// A publish to `subject` failed or its JetStream ack did not come; counted by subject kind.
     pub fn nats_publish_error(&self, subject: &str) {
-        self.families
+        self.shared
+            .families
             .nats_publish_errors
             .get_or_create(&SubjectKindLabels {
                 kind: subject_kind(subject),
@@ -342,10 +343,27 @@ impl Metrics {
     /// Every metric in the OpenMetrics text format (ends with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.families.registry)
+        prometheus_client::encoding::text::encode(&mut out, &self.shared.registry)
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Registers `metric` and hands back the handle the recording methods use.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`register`] for a metric measured in seconds (the name gets the `_seconds` suffix).
+fn register_seconds<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
 }
 
 fn event_labels(account: &str, event_type: &str) -> EventLabels {
@@ -377,219 +395,11 @@ fn subject_kind(subject: &str) -> &'static str {
     }
 }
 
-/// Path words that are part of a DC/OS route, never an id.
-const ROUTE_WORDS: &[&str] = &[
-    "acs",
-    "actions",
-    "api",
-    "apps",
-    "auth",
-    "delay",
-    "delete",
-    "deployments",
-    "events",
-    "groups",
-    "info",
-    "jobs",
-    "leader",
-    "login",
-    "metrics",
-    "ping",
-    "queue",
-    "restart",
-    "runs",
-    "schedules",
-    "stop",
-    "tasks",
-    "v0",
-    "v1",
-    "v2",
-    "versions",
-];
-
-/// The route template of one DC/OS call, for the `endpoint` label: `("get", "/service/marathon/v2/apps/prod/web/api-v001?embed=apps.tasks")`
-/// → `GET /v2/apps/{id}`.
-///
-/// App, group, task, job, run, deployment and version ids all become `{id}`, so the label has a
-/// bounded set of values whatever the cluster holds. The admin-router prefixes
-/// (`/service/marathon`, `/service/metronome`), a scheme and host, and the query string are dropped.
-pub fn endpoint_template(method: &str, path: &str) -> String {
-    let method = match method.to_ascii_uppercase().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_string(),
-        _ => "OTHER".to_string(),
-    };
-    let path = strip_origin(path);
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.len() >= 2
-        && segments[0] == "service"
-        && matches!(segments[1], "marathon" | "metronome")
-    {
-        segments.drain(..2);
-    }
-    let route = match segments.as_slice() {
-        // Marathon ids span several segments: the route is decided by the known suffix.
-        ["v2", resource @ ("apps" | "groups" | "queue"), id @ ..] if !id.is_empty() => {
-            format!("/v2/{resource}/{}", marathon_id_route(id))
-        }
-        other => collapse_ids(other),
-    };
-    format!("{method} {route}")
-}
-
-/// The part after `/v2/apps/`, `/v2/groups/` or `/v2/queue/`: `{id}` plus a known suffix.
-fn marathon_id_route(rest: &[&str]) -> &'static str {
-    match rest {
-        [_, .., "restart"] => "{id}/restart",
-        [_, .., "delay"] => "{id}/delay",
-        [_, .., "tasks"] => "{id}/tasks",
-        [_, .., "versions"] => "{id}/versions",
-        [_, .., "tasks", _] => "{id}/tasks/{id}",
-        [_, .., "versions", _] => "{id}/versions/{id}",
-        _ => "{id}",
-    }
-}
-
-/// Keeps route words and turns every run of other segments into one `{id}`.
-fn collapse_ids(segments: &[&str]) -> String {
-    let mut route = String::new();
-    let mut in_id = false;
-    for segment in segments {
-        if ROUTE_WORDS.contains(segment) {
-            route.push('/');
-            route.push_str(segment);
-            in_id = false;
-        } else if !in_id {
-            route.push_str("/{id}");
-            in_id = true;
-        }
-    }
-    if route.is_empty() {
-        route.push('/');
-    }
-    route
-}
-
-fn strip_origin(path: &str) -> &str {
-    match path.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => path,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn marathon_app_routes_hide_ids() {
-        let t = endpoint_template;
-        assert_eq!(t("GET", "/v2/apps"), "GET /v2/apps");
-        assert_eq!(
-            t("GET", "/v2/apps?embed=apps.tasks&label=x"),
-            "GET /v2/apps"
-        );
-        assert_eq!(t("get", "/v2/apps/prod/web/api-v001"), "GET /v2/apps/{id}");
-        assert_eq!(
-            t("PUT", "/v2/apps/prod/web/api-v001?force=true"),
-            "PUT /v2/apps/{id}"
-        );
-        assert_eq!(
-            t("POST", "/v2/apps/prod/api-v001/restart"),
-            "POST /v2/apps/{id}/restart"
-        );
-        assert_eq!(
-            t("GET", "/v2/apps/prod/api-v001/tasks"),
-            "GET /v2/apps/{id}/tasks"
-        );
-        assert_eq!(
-            t(
-                "DELETE",
-                "/v2/apps/prod/api-v001/tasks/prod_api-v001.instance-6f1c._app.1"
-            ),
-            "DELETE /v2/apps/{id}/tasks/{id}"
-        );
-        assert_eq!(
-            t(
-                "GET",
-                "/v2/apps/prod/api-v001/versions/2026-11-26T14:00:00.000Z"
-            ),
-            "GET /v2/apps/{id}/versions/{id}"
-        );
-    }
-
-    #[test]
-    fn groups_queue_tasks_deployments() {
-        let t = endpoint_template;
-        assert_eq!(t("GET", "/v2/groups/prod"), "GET /v2/groups/{id}");
-        assert_eq!(
-            t("PUT", "/v2/groups/prod/web?dryRun=true"),
-            "PUT /v2/groups/{id}"
-        );
-        assert_eq!(t("GET", "/v2/groups/"), "GET /v2/groups");
-        assert_eq!(
-            t("DELETE", "/v2/queue/prod/api-v001/delay"),
-            "DELETE /v2/queue/{id}/delay"
-        );
-        assert_eq!(
-            t("POST", "/v2/tasks/delete?scale=true"),
-            "POST /v2/tasks/delete"
-        );
-        assert_eq!(
-            t(
-                "DELETE",
-                "/v2/deployments/5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43"
-            ),
-            "DELETE /v2/deployments/{id}"
-        );
-        assert_eq!(t("GET", "/v2/events"), "GET /v2/events");
-        assert_eq!(t("GET", "/ping"), "GET /ping");
-    }
-
-    #[test]
-    fn metronome_login_and_prefixes() {
-        let t = endpoint_template;
-        assert_eq!(
-            t(
-                "GET",
-                "/service/metronome/v1/jobs/prod.web.backup?embed=activeRuns"
-            ),
-            "GET /v1/jobs/{id}"
-        );
-        assert_eq!(
-            t("POST", "/v1/jobs/prod.backup/runs"),
-            "POST /v1/jobs/{id}/runs"
-        );
-        assert_eq!(
-            t(
-                "POST",
-                "/v1/jobs/prod.backup/runs/20261126140000abcde/actions/stop"
-            ),
-            "POST /v1/jobs/{id}/runs/{id}/actions/stop"
-        );
-        assert_eq!(
-            t("PUT", "/v1/jobs/prod.backup/schedules/nightly"),
-            "PUT /v1/jobs/{id}/schedules/{id}"
-        );
-        assert_eq!(
-            t("POST", "https://dcos.example.com/acs/api/v1/auth/login"),
-            "POST /acs/api/v1/auth/login"
-        );
-        assert_eq!(
-            t("GET", "http://m:8080/service/marathon/v2/apps/prod/a"),
-            "GET /v2/apps/{id}"
-        );
-        assert_eq!(t("BREW", "/"), "OTHER /");
-    }
-
-    #[test]
-    fn unknown_routes_stay_bounded() {
-        let t = endpoint_template;
-        // Pods are not a route the driver uses: every unknown segment run collapses.
-        assert_eq!(t("GET", "/v2/pods/prod/a/b::status"), "GET /v2/{id}");
-        assert_eq!(t("GET", "/x/y/z/1/2/3"), "GET /{id}");
-    }
-
+    /// (method, path as the client sends it, the `endpoint` label).
     #[test]
     fn records_and_encodes_openmetrics() {
         let m = Metrics::new();
