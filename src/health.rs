@@ -2,9 +2,9 @@
 //! state of every component that registered a check) and `GET /metrics` (Prometheus / OpenMetrics).
 //!
 //! Components report into a shared [`Readiness`]: `nats`, `dcos:<account>`, `events:<account>`, …
-//! The process is ready when every registered check passes; a component that must be up before the
-//! driver takes traffic registers itself with [`Readiness::register`] at start, so an empty report
-//! never claims readiness too early.
+//! The process is ready when every registered check passes, so no checks at all means ready: `serve`
+//! should [`Readiness::register`] every component it starts (not ready until it reports) before it
+//! binds the endpoint, so the driver is never announced ready too early.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +25,19 @@ use crate::metrics::Metrics;
 
 /// Content type of `GET /metrics`: prometheus-client writes OpenMetrics text.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Readiness component of the NATS connection (and JetStream setup).
+pub const NATS_COMPONENT: &str = "nats";
+
+/// Readiness component of one account's DC/OS API (login and Marathon reachable): `dcos:<account>`.
+pub fn dcos_component(account: &str) -> String {
+    format!("dcos:{account}")
+}
+
+/// Readiness component of one account's event stream: `events:<account>`.
+pub fn events_component(account: &str) -> String {
+    format!("events:{account}")
+}
 
 /// The latest state of one component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,7 +256,9 @@ mod tests {
     #[test]
     fn since_changes_only_with_state() {
         let r = Readiness::new();
-        r.set("dcos:prod", true, "ok");
+        assert_eq!(dcos_component("prod"), "dcos:prod");
+        assert_eq!(events_component("prod"), "events:prod");
+        r.set(&dcos_component("prod"), true, "ok");
         let first = r.report().checks["dcos:prod"].since.clone();
         std::thread::sleep(std::time::Duration::from_millis(5));
         r.set("dcos:prod", true, "still ok");
