@@ -117,6 +117,7 @@ impl Sim {
         let metronome = metronome::Metronome::new(&config);
         let auth = auth::Auth::new(&config);
         let faults = faults::Faults::new(&config);
+        bus.set_gate(faults.drop_gate());
         Arc::new(Sim {
             config,
             clock,
@@ -187,6 +188,7 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<SimHandle> {
     let app = router(sim.clone());
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(token.cancelled_owned())
             .await;
