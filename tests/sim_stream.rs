@@ -413,6 +413,34 @@ async fn slow_consumer_is_closed() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_closed_as_slow_consumer() {
+    let sim = sim_with(SimConfig {
+        event_buffer: 8,
+        ..SimConfig::instant()
+    })
+    .await;
+    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
+    sse.event_of("event_stream_attached").await;
+    // Never read while publishing: once socket buffers are full, frames queue up in the simulator.
+    let blob = "x".repeat(256 * 1024);
+    for i in 0..200 {
+        sim.sim
+            .bus
+            .publish("status_update_event", json!({"n": i, "blob": blob}));
+        if sim.sim.faults.slow_consumer_closes() > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    wait_until(|| sim.sim.faults.slow_consumer_closes() == 1).await;
+    let mut seen = 0;
+    while sse.event().await.is_some() {
+        seen += 1;
+    }
+    assert!(seen < 200, "the stream closed before delivering everything");
+}
+
+#[tokio::test]
 async fn standby_redirects_to_leader_with_same_query() {
     let sim = sim_with(SimConfig {
         standby_of: Some("http://leader.example:8080/".into()),

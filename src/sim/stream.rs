@@ -10,6 +10,7 @@
 //! frames an HTTP/1.1 body of unknown length with `Transfer-Encoding: chunked`, so the SSE bytes arrive
 //! inside chunks (any HTTP client removes them). The header `Connection: close` is sent as Marathon does.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,12 +21,14 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Interval, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::bus::SimEvent;
-use super::faults::{Leader, StreamControl};
+use super::faults::{Leader, Stall, StreamControl};
 use super::Sim;
 
 /// The event-stream route.
@@ -67,11 +70,11 @@ async fn events(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         .map(|ConnectInfo(addr)| addr.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".to_string());
     let connection = Connection::open(sim, event_types(&query), remote);
-    let body = Body::from_stream(futures::stream::unfold(connection, |mut c| async move {
-        c.next_chunk()
-            .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), c))
-    }));
+    // One chunk in flight: everything else waits in the connection's own queue, which is what
+    // Marathon counts as outstanding.
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    tokio::spawn(connection.pump(tx));
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
@@ -154,7 +157,8 @@ pub fn frame(event: &SimEvent) -> Bytes {
     Bytes::from(out)
 }
 
-/// An open `/v2/events` connection: reads the bus and the fault controls, yields body chunks.
+/// An open `/v2/events` connection: reads the bus and the fault controls, queues frames for the
+/// client and closes the connection when the queue outgrows `--event-buffer` (slow consumer).
 struct Connection {
     sim: Arc<Sim>,
     events: broadcast::Receiver<Arc<SimEvent>>,
@@ -164,7 +168,6 @@ struct Connection {
     event_types: Vec<String>,
     remote: String,
     written: u64,
-    finished: bool,
 }
 
 impl Connection {
@@ -187,7 +190,6 @@ impl Connection {
             event_types,
             remote,
             written: 0,
-            finished: false,
         }
     }
 
@@ -195,79 +197,66 @@ impl Connection {
         self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
     }
 
-    /// The next bytes to write, or `None` to close the connection.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    /// Runs the connection until it closes: by a fault, as a slow consumer, after close-after-N, or
+    /// because the client went away. Dropping `tx` ends the response body.
+    async fn pump(mut self, tx: mpsc::Sender<Bytes>) {
+        let mut queue: VecDeque<Bytes> = VecDeque::new();
+        // Close-after-N reached: deliver what is queued, then close.
+        let mut draining = false;
         loop {
-            if self.finished {
-                return None;
-            }
             let control = self.control.borrow_and_update().clone();
-            if control.close_epoch != self.close_epoch {
-                return None;
+            if control.close_epoch != self.close_epoch || (draining && queue.is_empty()) {
+                return;
             }
-            if let Some(stall) = control.stall_at(Instant::now()) {
-                self.wait_out_stall(stall).await?;
-                continue;
-            }
+            let stall = control.stall_at(Instant::now());
+            let stall_end = match stall {
+                Some(Stall::Until(end)) => Some(tokio::time::Instant::from_std(end)),
+                _ => None,
+            };
             tokio::select! {
                 biased;
-                _ = self.control.changed() => continue,
-                received = self.events.recv() => match received {
+                _ = self.control.changed() => {}
+                _ = tx.closed() => return,
+                permit = tx.reserve(), if stall.is_none() && !queue.is_empty() => match permit {
+                    Ok(permit) => permit.send(queue.pop_front().expect("queue not empty")),
+                    Err(_) => return,
+                },
+                received = self.events.recv(), if !draining => match received {
                     Ok(event) => {
                         if !self.subscribed(&event.event_type) {
                             continue;
                         }
+                        queue.push_back(frame(&event));
+                        if queue.len() > self.sim.config.event_buffer {
+                            self.close_slow_consumer(queue.len());
+                            return;
+                        }
                         if !event.event_type.starts_with("event_stream_") {
                             self.written += 1;
-                            if let Some(limit) = self.sim.faults.stream_close_after() {
-                                if self.written >= limit {
-                                    self.finished = true;
-                                }
-                            }
+                            let limit = self.sim.faults.stream_close_after();
+                            draining = limit.is_some_and(|n| self.written >= n);
                         }
-                        return Some(frame(&event));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        self.close_slow_consumer(missed);
-                        return None;
+                        self.close_slow_consumer(missed as usize);
+                        return;
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = self.keepalive.tick() => return Some(Bytes::from_static(b"\r\n")),
-            }
-        }
-    }
-
-    /// Writes nothing while stalled; `None` if the connection must close meanwhile (closed by a fault,
-    /// or fell more than the bus buffer behind).
-    async fn wait_out_stall(&mut self, stall: super::faults::Stall) -> Option<()> {
-        let deadline = match stall {
-            super::faults::Stall::Until(end) => Some(tokio::time::Instant::from_std(end)),
-            super::faults::Stall::Forever => None,
-        };
-        let mut check = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            tokio::select! {
-                _ = self.control.changed() => break,
-                _ = check.tick() => {
-                    if self.events.len() > self.sim.config.event_buffer {
-                        self.close_slow_consumer(self.events.len() as u64);
-                        return None;
-                    }
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        break;
+                _ = self.keepalive.tick(), if stall.is_none() => {
+                    if queue.is_empty() {
+                        queue.push_back(Bytes::from_static(b"\r\n"));
                     }
                 }
+                _ = tokio::time::sleep_until(stall_end.unwrap_or_else(tokio::time::Instant::now)),
+                    if stall_end.is_some() => {}
             }
         }
-        self.keepalive.reset();
-        Some(())
     }
 
-    fn close_slow_consumer(&mut self, behind: u64) {
-        tracing::warn!(remote = %self.remote, behind, "closing event stream of a slow consumer");
+    fn close_slow_consumer(&self, outstanding: usize) {
+        tracing::warn!(remote = %self.remote, outstanding, "closing event stream of a slow consumer");
         self.sim.faults.slow_consumer_closed();
-        self.finished = true;
     }
 }
 
