@@ -389,28 +389,29 @@ struct RawEventRequest {
     data: String,
 }
 
+/// A malformed admin request: 400 with a `message`.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("invalid request: {}", self.0)})),
+        )
+            .into_response()
+    }
+}
+
 /// Parses an optional JSON body; an empty body counts as `{}`.
-fn body_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+fn body_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, BadRequest> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"message": format!("invalid request: {e}")})),
-        )
-            .into_response()
-    })
+    parse(body)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"message": format!("invalid request: {e}")})),
-        )
-            .into_response()
-    })
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
+    serde_json::from_slice(body).map_err(|e| BadRequest(e.to_string()))
 }
 
 async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<FaultsView> {
@@ -420,7 +421,7 @@ async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<FaultsView> {
 async fn put_faults(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let patch: FaultsPatch = match parse(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let faults = &sim.faults;
     {
@@ -447,7 +448,7 @@ async fn put_faults(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Res
 async fn close_streams(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let request: CloseRequest = match body_or_default(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if request.slow_consumer {
         sim.faults.force_slow_consumer();
@@ -460,7 +461,7 @@ async fn close_streams(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> 
 async fn stall_streams(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let request: StallRequest = match body_or_default(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let duration = request.seconds.map(|s| Duration::from_secs_f64(s.max(0.0)));
     sim.faults.stall_streams(duration);
@@ -475,7 +476,7 @@ async fn clear_stall(State(sim): State<Arc<Sim>>) -> Json<FaultsView> {
 async fn drop_events(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let request: DropRequest = match body_or_default(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if let Some(n) = request.next {
         sim.faults.drop_next_events(n);
@@ -497,7 +498,7 @@ async fn clear_drops(State(sim): State<Arc<Sim>>) -> Json<FaultsView> {
 async fn set_leader(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let request: LeaderRequest = match parse(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let leader = match request.leader.as_deref() {
         None => Leader::None,
@@ -516,7 +517,7 @@ async fn expire_tokens(State(sim): State<Arc<Sim>>) -> StatusCode {
 async fn inject_event(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
     let request: RawEventRequest = match parse(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     sim.bus.publish_raw(SimEvent {
         event_type: request.event_type,

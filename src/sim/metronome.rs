@@ -157,15 +157,30 @@ fn invalid(details: Vec<(String, String)>) -> Response {
         .into_response()
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
+/// A request body Metronome refuses: malformed JSON (400) or not an object (422).
+enum BodyError {
+    Malformed(String),
+    NotAnObject,
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        match self {
+            BodyError::Malformed(details) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"message": "Invalid JSON", "details": details})),
+            )
+                .into_response(),
+            BodyError::NotAnObject => invalid(vec![("/".into(), "expected an object".into())]),
+        }
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, BodyError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(invalid(vec![("/".into(), "expected an object".into())])),
-        Err(e) => Err((
-            StatusCode::BAD_REQUEST,
-            Json(json!({"message": "Invalid JSON", "details": e.to_string()})),
-        )
-            .into_response()),
+        Ok(_) => Err(BodyError::NotAnObject),
+        Err(e) => Err(BodyError::Malformed(e.to_string())),
     }
 }
 
@@ -328,7 +343,7 @@ async fn create_job(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     let spec = match parse_body(&body).map(normalize_job) {
         Ok(Ok(spec)) => spec,
         Ok(Err(details)) => return invalid(details),
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let id = spec["id"].as_str().unwrap_or_default().to_string();
     let mut jobs = sim.metronome.jobs.lock();
@@ -365,7 +380,7 @@ async fn get_job(
 async fn put_job(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body: Bytes) -> Response {
     let mut spec = match parse_body(&body) {
         Ok(spec) => spec,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     spec["id"] = json!(id);
     let spec = match normalize_job(spec) {
@@ -542,7 +557,7 @@ async fn create_schedule(
     let spec = match parse_body(&body).map(normalize_schedule) {
         Ok(Ok(spec)) => spec,
         Ok(Err(details)) => return invalid(details),
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let mut jobs = sim.metronome.jobs.lock();
     let Some(job) = jobs.get_mut(&id) else {
@@ -587,7 +602,7 @@ async fn put_schedule(
 ) -> Response {
     let mut spec = match parse_body(&body) {
         Ok(spec) => spec,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     spec["id"] = json!(schedule_id);
     let spec = match normalize_schedule(spec) {
