@@ -3,12 +3,27 @@
 use std::time::{Duration, Instant};
 
 use dcos_driver::sim::{spawn, SimConfig, SimHandle};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
     // reqwest is built without a default TLS provider; plain HTTP still wants one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// A call to the `/sim` admin API.
+async fn admin(
+    sim: &SimHandle,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = client().request(method, format!("{}{path}", sim.url()));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
 }
 
 async fn sim() -> SimHandle {
@@ -95,11 +110,8 @@ async fn error_share_can_target_path_prefixes() {
     assert_eq!(status_of(&sim, "/v1/jobs").await, 503);
     assert_eq!(status_of(&sim, "/service/metronome/v1/jobs").await, 503);
     assert_eq!(status_of(&sim, "/ping").await, 200);
-    let view: Value = client()
-        .get(format!("{}/sim/faults", sim.url()))
-        .send()
+    let view: Value = admin(&sim, Method::GET, "/sim/faults", None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -118,11 +130,8 @@ async fn config_flags_seed_the_faults() {
     })
     .await
     .unwrap();
-    let view: Value = client()
-        .get(format!("{}/sim/faults", sim.url()))
-        .send()
+    let view: Value = admin(&sim, Method::GET, "/sim/faults", None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -139,18 +148,16 @@ async fn config_flags_seed_the_faults() {
 #[tokio::test]
 async fn bad_admin_requests_are_400() {
     let sim = sim().await;
-    let response = client()
-        .put(format!("{}/sim/faults", sim.url()))
-        .json(&json!({"latency": 5}))
-        .send()
-        .await
-        .unwrap();
+    let response = admin(
+        &sim,
+        Method::PUT,
+        "/sim/faults",
+        Some(json!({"latency": 5})),
+    )
+    .await;
     assert_eq!(response.status(), 400);
-    let stats: Value = client()
-        .get(format!("{}/sim/stats", sim.url()))
-        .send()
+    let stats: Value = admin(&sim, Method::GET, "/sim/stats", None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

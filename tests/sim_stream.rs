@@ -7,8 +7,23 @@ use dcos_driver::sim::bus::SimEvent;
 use dcos_driver::sim::faults::Leader;
 use dcos_driver::sim::{spawn, SimConfig, SimHandle};
 use futures::StreamExt;
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A call to the `/sim` admin API.
+async fn admin(
+    sim: &SimHandle,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = client().request(method, format!("{}{path}", sim.url()));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -29,6 +44,16 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET` an event-stream URL as an SSE client does (no redirect following).
+async fn attach(url: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The body of an open event stream, read as raw bytes.
 struct Sse {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
@@ -38,12 +63,7 @@ struct Sse {
 
 impl Sse {
     async fn open(url: &str) -> Sse {
-        let response = client()
-            .get(url)
-            .header("Accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let response = attach(url).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"],
@@ -128,6 +148,13 @@ impl Sse {
         }
         true
     }
+}
+
+/// An open `/v2/events` stream whose own `event_stream_attached` has been read.
+async fn attached(sim: &SimHandle) -> Sse {
+    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
+    sse.event_of("event_stream_attached").await;
+    sse
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -215,8 +242,7 @@ async fn keepalive_is_a_bare_crlf_when_idle() {
         ..SimConfig::instant()
     })
     .await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     let started = std::time::Instant::now();
     assert_eq!(sse.take(2).await, b"\r\n");
     assert_eq!(sse.take(2).await, b"\r\n");
@@ -261,8 +287,7 @@ async fn without_or_with_wrong_accept_is_405() {
 async fn close_after_n_events() {
     let sim = sim().await;
     sim.sim.faults.set_stream_close_after(Some(2));
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     publish(&sim, "status_update_event", 5);
     assert_eq!(sse.event().await.unwrap().0, "status_update_event");
     assert_eq!(sse.event().await.unwrap().0, "status_update_event");
@@ -273,34 +298,33 @@ async fn close_after_n_events() {
 #[tokio::test]
 async fn close_after_n_via_admin_and_close_now() {
     let sim = sim().await;
-    let view: Value = client()
-        .put(format!("{}/sim/faults", sim.url()))
-        .json(&json!({"streamCloseAfter": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = admin(
+        &sim,
+        Method::PUT,
+        "/sim/faults",
+        Some(json!({"streamCloseAfter": 1})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(view["streamCloseAfter"], 1);
     let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
     publish(&sim, "x", 3);
     sse.event_of("x").await;
     assert!(sse.ends().await);
 
-    client()
-        .put(format!("{}/sim/faults", sim.url()))
-        .json(&json!({"streamCloseAfter": null}))
-        .send()
-        .await
-        .unwrap();
+    admin(
+        &sim,
+        Method::PUT,
+        "/sim/faults",
+        Some(json!({"streamCloseAfter": null})),
+    )
+    .await;
     let mut a = Sse::open(&format!("{}/v2/events", sim.url())).await;
     let mut b = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    let status = client()
-        .post(format!("{}/sim/stream/close", sim.url()))
-        .send()
+    let status = admin(&sim, Method::POST, "/sim/stream/close", None)
         .await
-        .unwrap()
         .status();
     assert_eq!(status, 200);
     assert!(a.ends().await);
@@ -314,8 +338,7 @@ async fn stall_keeps_socket_open_but_silent() {
         ..SimConfig::instant()
     })
     .await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     sim.sim.faults.stall_streams(None);
     tokio::time::sleep(Duration::from_millis(60)).await;
     sse.buffer.clear();
@@ -337,14 +360,14 @@ async fn stall_keeps_socket_open_but_silent() {
 #[tokio::test]
 async fn stall_for_a_duration_via_admin() {
     let sim = sim().await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
-    client()
-        .post(format!("{}/sim/stream/stall", sim.url()))
-        .json(&json!({"seconds": 0.3}))
-        .send()
-        .await
-        .unwrap();
+    let mut sse = attached(&sim).await;
+    admin(
+        &sim,
+        Method::POST,
+        "/sim/stream/stall",
+        Some(json!({"seconds": 0.3})),
+    )
+    .await;
     publish(&sim, "a", 1);
     assert!(sse.fill(Duration::from_millis(150)).await.is_err());
     sse.event_of("a").await;
@@ -370,18 +393,15 @@ async fn dropped_events_reach_no_connection() {
     assert_eq!(sim.sim.faults.dropped_events(), 3);
 
     sim.sim.faults.clear_drops();
-    client()
-        .post(format!("{}/sim/stream/drop", sim.url()))
-        .json(&json!({"share": 1.0}))
-        .send()
-        .await
-        .unwrap();
+    admin(
+        &sim,
+        Method::POST,
+        "/sim/stream/drop",
+        Some(json!({"share": 1.0})),
+    )
+    .await;
     sim.sim.bus.publish("a", json!({"n": 6}));
-    client()
-        .delete(format!("{}/sim/stream/drop", sim.url()))
-        .send()
-        .await
-        .unwrap();
+    admin(&sim, Method::DELETE, "/sim/stream/drop", None).await;
     sim.sim.bus.publish("a", json!({"n": 7}));
     assert_eq!(one.event_of("a").await["n"], 7);
 }
@@ -393,8 +413,7 @@ async fn slow_consumer_is_closed() {
         ..SimConfig::instant()
     })
     .await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     sim.sim.faults.stall_streams(None);
     publish(&sim, "status_update_event", 20);
     assert!(sse.ends().await, "a connection 20 events behind is closed");
@@ -402,12 +421,13 @@ async fn slow_consumer_is_closed() {
 
     sim.sim.faults.clear_stall();
     let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    client()
-        .post(format!("{}/sim/stream/close", sim.url()))
-        .json(&json!({"slowConsumer": true}))
-        .send()
-        .await
-        .unwrap();
+    admin(
+        &sim,
+        Method::POST,
+        "/sim/stream/close",
+        Some(json!({"slowConsumer": true})),
+    )
+    .await;
     assert!(sse.ends().await);
     assert_eq!(sim.sim.faults.slow_consumer_closes(), 2);
 }
@@ -419,8 +439,7 @@ async fn a_client_that_stops_reading_is_closed_as_slow_consumer() {
         ..SimConfig::instant()
     })
     .await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     // Never read while publishing: once socket buffers are full, frames queue up in the simulator.
     let blob = "x".repeat(256 * 1024);
     for i in 0..200 {
@@ -468,40 +487,29 @@ async fn standby_redirects_to_leader_with_same_query() {
 #[tokio::test]
 async fn no_leader_is_502_and_leader_switch_closes_streams() {
     let sim = sim().await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
-    let view: Value = client()
-        .post(format!("{}/sim/leader", sim.url()))
-        .json(&json!({"leader": null}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut sse = attached(&sim).await;
+    let view: Value = admin(
+        &sim,
+        Method::POST,
+        "/sim/leader",
+        Some(json!({"leader": null})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(view["leader"], Value::Null);
     assert!(sse.ends().await, "leadership change closes streams");
-    let response = client()
-        .get(format!("{}/v2/events", sim.url()))
-        .header("Accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let response = attach(&format!("{}/v2/events", sim.url())).await;
     assert_eq!(response.status(), 502);
 
     sim.sim.faults.set_leader(Leader::This);
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     sim.sim
         .faults
         .set_leader(Leader::Other("http://other:8080".into()));
     assert!(sse.ends().await);
-    let response = client()
-        .get(format!("{}/v2/events", sim.url()))
-        .header("Accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let response = attach(&format!("{}/v2/events", sim.url())).await;
     assert_eq!(response.status(), 302);
 }
 
@@ -520,18 +528,18 @@ async fn detach_is_published_when_a_connection_closes() {
 #[tokio::test]
 async fn injected_raw_events_pass_unchanged() {
     let sim = sim().await;
-    let mut sse = Sse::open(&format!("{}/v2/events", sim.url())).await;
-    sse.event_of("event_stream_attached").await;
+    let mut sse = attached(&sim).await;
     let big = format!(r#"{{"eventType":"huge","blob":"{}"}}"#, "x".repeat(1 << 20));
     let two = r#"{"eventType":"a"}{"eventType":"b"}"#;
     for (event_type, data) in [("huge", big.as_str()), ("brand_new_event", two)] {
-        let status = client()
-            .post(format!("{}/sim/events", sim.url()))
-            .json(&json!({"eventType": event_type, "data": data}))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = admin(
+            &sim,
+            Method::POST,
+            "/sim/events",
+            Some(json!({"eventType": event_type, "data": data})),
+        )
+        .await
+        .status();
         assert_eq!(status, 204);
     }
     assert_eq!(
