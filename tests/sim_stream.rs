@@ -551,3 +551,13 @@ async fn injected_raw_events_pass_unchanged() {
         ("brand_new_event".to_string(), two.to_string())
     );
 }
+
+#[tokio::test]
+async fn stopping_the_simulator_closes_open_streams() {
+    let sim = sim().await;
+    let mut sse = attached(&sim).await;
+    tokio::time::timeout(WAIT, sim.stop())
+        .await
+        .expect("stop does not wait for open streams");
+    assert!(sse.ends().await);
+}

@@ -22,7 +22,7 @@
 //! - `GET /sim/stats` → `{"openStreams", "logins", "droppedEvents"}`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,7 @@ pub struct Faults {
     drops: Arc<DropState>,
     control: watch::Sender<StreamControl>,
     open_streams: AtomicUsize,
+    shutting_down: AtomicBool,
     slow_consumer_closes: AtomicU64,
 }
 
@@ -148,6 +149,7 @@ impl Faults {
             drops: Arc::new(DropState::default()),
             control: watch::channel(StreamControl::default()).0,
             open_streams: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
             slow_consumer_closes: AtomicU64::new(0),
         }
     }
@@ -185,6 +187,17 @@ impl Faults {
     /// Closes every open stream now.
     pub fn close_streams(&self) {
         self.control.send_modify(|c| c.close_epoch += 1);
+    }
+
+    /// Closes every open stream and refuses new ones (503): the simulator is stopping.
+    pub fn shut_down_streams(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.close_streams();
+    }
+
+    /// Whether [`Faults::shut_down_streams`] was called.
+    pub fn streams_shut_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Closes every open stream now, logged as Marathon's slow-consumer close.

@@ -167,6 +167,8 @@ impl SimHandle {
     /// Stops serving and waits for the server task.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
+        // Event streams never end by themselves; graceful shutdown would wait for them forever.
+        self.sim.faults.shut_down_streams();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -176,6 +178,7 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.sim.faults.shut_down_streams();
     }
 }
 

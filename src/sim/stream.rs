@@ -45,6 +45,9 @@ async fn events(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     if !accepted {
         return method_not_allowed(request.uri().path());
     }
+    if sim.faults.streams_shut_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let query = request.uri().query().unwrap_or("").to_string();
     match sim.faults.leader() {
         Leader::This => {}
@@ -205,7 +208,9 @@ impl Connection {
         let mut draining = false;
         loop {
             let control = self.control.borrow_and_update().clone();
-            if control.close_epoch != self.close_epoch || (draining && queue.is_empty()) {
+            let closed =
+                control.close_epoch != self.close_epoch || self.sim.faults.streams_shut_down();
+            if closed || (draining && queue.is_empty()) {
                 return;
             }
             let stall = control.stall_at(Instant::now());
