@@ -86,7 +86,7 @@ pub struct HistoryEntry {
     /// The status the task had after this step.
     pub status: TaskStatus,
     /// When (RFC 3339, UTC).
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub at: DateTime<Utc>,
     /// What happened.
     pub message: String,
@@ -108,14 +108,14 @@ pub struct TaskDocument {
     /// Where the task stands.
     pub status: TaskStatus,
     /// When the driver first took the request (RFC 3339, UTC).
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub started_at: DateTime<Utc>,
     /// When this document last changed.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub updated_at: DateTime<Utc>,
     /// When the task reached its terminal status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub ended_at: Option<DateTime<Utc>>,
     /// Operation-specific progress (deployment steps, instance counts…), latest value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
