@@ -8,9 +8,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self, kv};
 
 use super::{BusError, BusSettings};
 use crate::names;
@@ -27,10 +27,12 @@ pub async fn setup(
         })
         .await?;
     }
+    // KV buckets are made through their backing streams: the client's own KV creation asks for
+    // account info in a shape nats-server 2.9 does not send.
     for config in bucket_configs(settings) {
-        let name = config.bucket.clone();
+        let name = config.name.clone();
         twice(&format!("KV bucket {name}"), || {
-            js.create_or_update_key_value(config.clone())
+            js.create_or_update_stream(config.clone())
         })
         .await?;
     }
@@ -114,14 +116,21 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
     ]
 }
 
-/// `dcos_tasks`, `dcos_instances`, `dcos_overlays`, `dcos_snapshots`.
-pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
-    let bucket = |name: &str, description: &str, history: i64, max_age: Duration| kv::Config {
-        bucket: name.into(),
-        description: description.into(),
-        history,
+/// `dcos_tasks`, `dcos_instances`, `dcos_overlays`, `dcos_snapshots`, as the streams backing them
+/// (`KV_<bucket>`, configured the way the KV clients expect).
+pub fn bucket_configs(settings: &BusSettings) -> Vec<stream::Config> {
+    let bucket = |name: &str, description: &str, history: i64, max_age: Duration| stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: history,
         max_age,
         storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        num_replicas: 1,
         ..Default::default()
     };
     vec![
