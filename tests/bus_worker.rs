@@ -43,6 +43,7 @@ fn settings() -> BusSettings {
         fetch_expires: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(3),
         store_retry_delay: Duration::from_millis(200),
+        panic_retry_delay: Duration::from_millis(200),
         ..BusSettings::default()
     }
 }
@@ -82,7 +83,11 @@ impl Executor for TestExecutor {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
             }
-            match body["mode"].as_str().unwrap_or("succeed") {
+            let mode = body["mode"].as_str().unwrap_or("succeed");
+            if mode == "panic_once" && request.delivery == 1 {
+                panic!("boom");
+            }
+            match mode {
                 "fail" => Outcome::Failed(TaskError::new(ErrorCode::NotFound, "no such app")),
                 "reject" => Outcome::Rejected(
                     TaskError::new(ErrorCode::InvalidRequest, "targetSize must be ≥ 0")
@@ -643,6 +648,19 @@ async fn retry_hands_the_message_back_and_runs_again() {
         .any(|h| h.message.contains("locked by deployment")));
     let second = executor.requests.lock()[1].clone();
     assert!(second.redelivered && second.previous.is_some());
+
+    // A panicking operation does not take the worker down and the request is kept.
+    publish(
+        &js,
+        "dcos.op.prod.resize_server_group",
+        Some("boom"),
+        None,
+        "{\"mode\":\"panic_once\"}",
+    )
+    .await;
+    let d = wait_terminal(&kv, "boom").await;
+    assert_eq!(d.status, TaskStatus::Succeeded);
+    assert!(d.history.iter().any(|h| h.message.contains("panicked")));
     worker.stop().await;
 }
 

@@ -26,6 +26,9 @@ pub struct BusSettings {
     pub shutdown_grace: Duration,
     /// Delay of the Nak when the task document cannot be stored (KV unavailable): try again later.
     pub store_retry_delay: Duration,
+    /// Pause before a request whose operation panicked (a driver bug) is tried again; the task stays
+    /// RUNNING meanwhile, so it is kept rather than lost.
+    pub panic_retry_delay: Duration,
     /// Window in which JetStream drops a request whose `Nats-Msg-Id` it has already seen.
     pub duplicate_window: Duration,
     /// How long task documents are kept in KV `dcos_tasks` (idempotency after the duplicate window
@@ -52,6 +55,7 @@ impl BusSettings {
             fetch_expires: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(20),
             store_retry_delay: Duration::from_secs(2),
+            panic_retry_delay: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(3600),
             tasks_max_age: Duration::from_secs(7 * 24 * 3600),
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),

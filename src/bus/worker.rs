@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -135,7 +135,10 @@ impl Worker {
             loop {
                 let next = tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => break 'fetching,
+                    _ = shutdown.cancelled() => {
+                        hand_back_buffered(&mut batch).await;
+                        break 'fetching;
+                    }
                     next = batch.next() => next,
                 };
                 match next {
@@ -177,6 +180,16 @@ impl Worker {
             tracing::warn!(error = %e, "cannot flush at shutdown");
         }
         Ok(())
+    }
+}
+
+/// Hands back (Nak) the messages of a pull that already arrived but were not started, so another
+/// replica gets them now rather than after `ack_wait`.
+async fn hand_back_buffered(batch: &mut async_nats::jetstream::consumer::pull::Batch) {
+    while let Some(Some(Ok(message))) = batch.next().now_or_never() {
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(error = %e, "cannot hand back a buffered message");
+        }
     }
 }
 
@@ -372,13 +385,29 @@ async fn run_executor(
     acker: &Acker,
     hand_back: &CancellationToken,
 ) -> Option<Outcome> {
-    let execution = shared.executor.execute(request, progress);
+    // A panicking operation is a driver bug: the request is kept (handed back after a pause) rather
+    // than lost, and the service goes on.
+    let execution =
+        std::panic::AssertUnwindSafe(shared.executor.execute(request, progress)).catch_unwind();
     tokio::pin!(execution);
     let period = shared.settings.heartbeat_interval();
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
-            outcome = &mut execution => return Some(outcome),
+            outcome = &mut execution => {
+                return Some(outcome.unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(task_id = %request.task_id, panic = %what, "the operation panicked");
+                    Outcome::Retry {
+                        after: shared.settings.panic_retry_delay,
+                        reason: format!("the operation panicked (a driver bug): {what}"),
+                    }
+                }));
+            }
             _ = heartbeat.tick() => {
                 if let Err(e) = acker.ack_with(AckKind::Progress).await {
                     tracing::warn!(task_id = %request.task_id, error = %e, "cannot send a progress ack");
