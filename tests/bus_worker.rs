@@ -124,8 +124,10 @@ impl Running {
 }
 
 async fn connect(server: &NatsServer) -> async_nats::Client {
-    let mut nats = dcos_driver::config::NatsConfig::default();
-    nats.url = server.url();
+    let nats = dcos_driver::config::NatsConfig {
+        url: server.url(),
+        ..Default::default()
+    };
     bus::connect(&nats).await.unwrap()
 }
 
@@ -246,16 +248,53 @@ async fn consumer_idle(js: &jetstream::Context) {
     panic!("the consumer still has pending or unacked messages");
 }
 
+/// A server, a client, and one worker with a fresh [`TestExecutor`].
+struct Harness {
+    /// Kept so the server lives as long as the harness.
+    _server: NatsServer,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    executor: Arc<TestExecutor>,
+    worker: Running,
+    kv: kv::Store,
+}
+
+impl Harness {
+    async fn start(settings: BusSettings) -> Harness {
+        let server = NatsServer::start();
+        let client = connect(&server).await;
+        let js = jetstream::new(client.clone());
+        let executor = Arc::new(TestExecutor::default());
+        let worker = start(client.clone(), executor.clone(), settings);
+        let kv = tasks(&js).await;
+        Harness {
+            _server: server,
+            client,
+            js,
+            executor,
+            worker,
+            kv,
+        }
+    }
+}
+
+/// Publishes a request with a task id and no reply subject.
+async fn send(js: &jetstream::Context, subject: &str, id: &str, body: &'static str) -> u64 {
+    publish(js, subject, Some(id), None, body).await
+}
+
 // ---------- tests ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_running_then_one_terminal_everywhere() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let js = jetstream::new(client.clone());
-    let executor = Arc::new(TestExecutor::default());
-    let worker = start(client.clone(), executor.clone(), settings());
-    let kv = tasks(&js).await;
+    let h = Harness::start(settings()).await;
+    let Harness {
+        client,
+        js,
+        executor,
+        kv,
+        ..
+    } = &h;
 
     let mut on_task = client.subscribe("dcos.task.prod.t-1").await.unwrap();
     let inbox = client.new_inbox();
@@ -297,28 +336,23 @@ async fn accepted_running_then_one_terminal_everywhere() {
     consumer_idle(&js).await;
 
     // A failing operation ends FAILED with its error.
-    publish(
+    send(
         &js,
         "dcos.op.prod.destroy_server_group",
-        Some("t-2"),
-        None,
+        "t-2",
         "{\"mode\":\"fail\"}",
     )
     .await;
     let d = wait_terminal(&kv, "t-2").await;
     assert_eq!(d.status, Failed);
     assert_eq!(d.error.unwrap().code, ErrorCode::NotFound);
-    worker.stop().await;
+    h.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_request_is_answered_by_the_publish_ack() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let js = jetstream::new(client.clone());
-    let executor = Arc::new(TestExecutor::default());
-    let worker = start(client.clone(), executor.clone(), settings());
-    let kv = tasks(&js).await;
+    let h = Harness::start(settings()).await;
+    let Harness { client, kv, .. } = &h;
     let reply = loop {
         match client.request("dcos.op.prod.run_job", "{}".into()).await {
             Ok(reply) => break reply,
@@ -331,7 +365,7 @@ async fn plain_request_is_answered_by_the_publish_ack() {
     // Without a Nats-Msg-Id the task id comes from the stream sequence the client was told.
     let d = wait_terminal(&kv, &format!("auto-{seq}")).await;
     assert_eq!(d.status, TaskStatus::Succeeded);
-    worker.stop().await;
+    h.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,11 +454,10 @@ async fn a_driver_dying_mid_operation_is_resumed_by_the_next() {
         .await
     });
     let kv = tasks(&js).await;
-    publish(
+    send(
         &js,
         "dcos.op.prod.create_server_group",
-        Some("resume-me"),
-        None,
+        "resume-me",
         "{\"sleepFirstMs\":60000}",
     )
     .await;
@@ -454,12 +487,10 @@ async fn a_driver_dying_mid_operation_is_resumed_by_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_kept_in_the_dlq_and_not_redelivered() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let js = jetstream::new(client.clone());
-    let executor = Arc::new(TestExecutor::default());
-    let worker = start(client.clone(), executor.clone(), settings());
-    let kv = tasks(&js).await;
+    let h = Harness::start(settings()).await;
+    let Harness {
+        js, executor, kv, ..
+    } = &h;
 
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
     let cases: Vec<(&str, Option<&str>, String, &str)> = vec![
@@ -572,39 +603,22 @@ async fn bad_input_is_rejected_kept_in_the_dlq_and_not_redelivered() {
         dlq.get_info().await.unwrap().state.messages,
         expected.len() as u64
     );
-    worker.stop().await;
+    h.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_and_unknown_account_end_without_the_executor() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let js = jetstream::new(client.clone());
-    let executor = Arc::new(TestExecutor::default());
-    let worker = start(client.clone(), executor.clone(), settings());
-    let kv = tasks(&js).await;
+    let h = Harness::start(settings()).await;
+    let Harness {
+        js, executor, kv, ..
+    } = &h;
 
-    publish(
-        &js,
-        "dcos.op.prod.upsert_scaling_policy",
-        Some("unsup"),
-        None,
-        "{}",
-    )
-    .await;
-    publish(
-        &js,
-        "dcos.op.staging.resize_server_group",
-        Some("who"),
-        None,
-        "{}",
-    )
-    .await;
-    publish(
+    send(&js, "dcos.op.prod.upsert_scaling_policy", "unsup", "{}").await;
+    send(&js, "dcos.op.staging.resize_server_group", "who", "{}").await;
+    send(
         &js,
         "dcos.op.prod.resize_server_group",
-        Some("op-unsup"),
-        None,
+        "op-unsup",
         "{\"mode\":\"unsupported\"}",
     )
     .await;
@@ -620,22 +634,19 @@ async fn unsupported_and_unknown_account_end_without_the_executor() {
     assert_eq!(d.status, TaskStatus::Unsupported);
     assert_eq!(executor.calls(), 1);
     consumer_idle(&js).await;
-    worker.stop().await;
+    h.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_hands_the_message_back_and_runs_again() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let js = jetstream::new(client.clone());
-    let executor = Arc::new(TestExecutor::default());
-    let worker = start(client.clone(), executor.clone(), settings());
-    let kv = tasks(&js).await;
-    publish(
+    let h = Harness::start(settings()).await;
+    let Harness {
+        js, executor, kv, ..
+    } = &h;
+    send(
         &js,
         "dcos.op.prod.resize_server_group",
-        Some("again"),
-        None,
+        "again",
         "{\"mode\":\"retry_once\"}",
     )
     .await;
@@ -650,18 +661,17 @@ async fn retry_hands_the_message_back_and_runs_again() {
     assert!(second.redelivered && second.previous.is_some());
 
     // A panicking operation does not take the worker down and the request is kept.
-    publish(
+    send(
         &js,
         "dcos.op.prod.resize_server_group",
-        Some("boom"),
-        None,
+        "boom",
         "{\"mode\":\"panic_once\"}",
     )
     .await;
     let d = wait_terminal(&kv, "boom").await;
     assert_eq!(d.status, TaskStatus::Succeeded);
     assert!(d.history.iter().any(|h| h.message.contains("panicked")));
-    worker.stop().await;
+    h.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,25 +732,11 @@ async fn the_worker_survives_a_server_restart() {
     let executor = Arc::new(TestExecutor::default());
     let worker = start(client.clone(), executor.clone(), settings());
     let kv = tasks(&js).await;
-    publish(
-        &js,
-        "dcos.op.prod.resize_server_group",
-        Some("before"),
-        None,
-        "{}",
-    )
-    .await;
+    send(&js, "dcos.op.prod.resize_server_group", "before", "{}").await;
     wait_terminal(&kv, "before").await;
 
     server.restart();
-    publish(
-        &js,
-        "dcos.op.prod.resize_server_group",
-        Some("after"),
-        None,
-        "{}",
-    )
-    .await;
+    send(&js, "dcos.op.prod.resize_server_group", "after", "{}").await;
     let d = wait_doc(&kv, "after", Duration::from_secs(30), |d| {
         d.status.is_terminal()
     })
@@ -763,19 +759,17 @@ async fn shutdown_finishes_short_work_and_hands_back_long_work() {
     let a = Arc::new(TestExecutor::default());
     let worker_a = start(connect(&server).await, a.clone(), slow.clone());
     let kv = tasks(&js).await;
-    publish(
+    send(
         &js,
         "dcos.op.prod.resize_server_group",
-        Some("short"),
-        None,
+        "short",
         "{\"sleepMs\":500}",
     )
     .await;
-    publish(
+    send(
         &js,
         "dcos.op.prod.resize_server_group",
-        Some("long"),
-        None,
+        "long",
         "{\"sleepFirstMs\":60000}",
     )
     .await;

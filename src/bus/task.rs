@@ -158,6 +158,21 @@ impl TaskDocument {
         doc
     }
 
+    /// A document that ends at once (REJECTED, UNSUPPORTED, FAILED before any work), with one history
+    /// entry.
+    pub fn ended(
+        task_id: impl Into<String>,
+        account: impl Into<String>,
+        operation: impl Into<String>,
+        status: TaskStatus,
+        error: TaskError,
+    ) -> TaskDocument {
+        let mut doc = TaskDocument::new(task_id, account, operation, status, "");
+        doc.history.clear();
+        doc.fail(status, error);
+        doc
+    }
+
     /// Moves to `status`, recording it in the history (and `endedAt` for a terminal status).
     pub fn transition(&mut self, status: TaskStatus, message: impl Into<String>) {
         let now = Utc::now();

@@ -262,40 +262,32 @@ async fn process(
     let name = operation.name();
 
     if shared.config.account(&envelope.account).is_none() {
-        let mut doc = TaskDocument::new(
+        let error = TaskError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "unknown account `{}`: this driver is not configured for it",
+                envelope.account
+            ),
+        )
+        .with_details(serde_json::json!({"field": "subject.account", "value": envelope.account}));
+        let doc = TaskDocument::ended(
             &envelope.task_id,
             &envelope.account,
             name,
-            TaskStatus::Accepted,
-            "received",
-        );
-        doc.fail(
             TaskStatus::Failed,
-            TaskError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "unknown account `{}`: this driver is not configured for it",
-                    envelope.account
-                ),
-            )
-            .with_details(
-                serde_json::json!({"field": "subject.account", "value": envelope.account}),
-            ),
+            error,
         );
         return finish(store, &doc, reply_to, retry_later).await;
     }
 
     if let Some(reason) = operation.unsupported_reason() {
-        let mut doc = TaskDocument::new(
+        let error = TaskError::new(ErrorCode::UnsupportedOperation, reason);
+        let doc = TaskDocument::ended(
             &envelope.task_id,
             &envelope.account,
             name,
-            TaskStatus::Accepted,
-            "received",
-        );
-        doc.fail(
             TaskStatus::Unsupported,
-            TaskError::new(ErrorCode::UnsupportedOperation, reason),
+            error,
         );
         return finish(store, &doc, reply_to, retry_later).await;
     }
@@ -453,15 +445,13 @@ async fn reject(shared: &Shared, envelope: &Envelope, error: TaskError) -> Dispo
         tracing::warn!(task_id = %envelope.task_id, error = %e, "cannot write the dead-letter entry; retrying later");
         return retry_later;
     }
-    let mut doc = TaskDocument::new(
+    let doc = TaskDocument::ended(
         &envelope.task_id,
         &envelope.account,
         envelope.operation_name(),
-        TaskStatus::Accepted,
-        "received",
+        TaskStatus::Rejected,
+        error,
     );
-    doc.history.clear();
-    doc.fail(TaskStatus::Rejected, error);
     match finish(
         &shared.store,
         &doc,
