@@ -217,6 +217,13 @@ async fn wait_doc(
     }
 }
 
+async fn wait_running(kv: &kv::Store, id: &str) -> TaskDocument {
+    wait_doc(kv, id, Duration::from_secs(10), |d| {
+        d.status == TaskStatus::Running
+    })
+    .await
+}
+
 async fn wait_terminal(kv: &kv::Store, id: &str) -> TaskDocument {
     wait_doc(kv, id, Duration::from_secs(15), |d| d.status.is_terminal()).await
 }
@@ -461,10 +468,7 @@ async fn a_driver_dying_mid_operation_is_resumed_by_the_next() {
         "{\"sleepFirstMs\":60000}",
     )
     .await;
-    wait_doc(&kv, "resume-me", Duration::from_secs(10), |d| {
-        d.status == TaskStatus::Running
-    })
-    .await;
+    wait_running(&kv, "resume-me").await;
     dying.shutdown_background();
 
     let executor_b = Arc::new(TestExecutor::default());
@@ -773,14 +777,8 @@ async fn shutdown_finishes_short_work_and_hands_back_long_work() {
         "{\"sleepFirstMs\":60000}",
     )
     .await;
-    wait_doc(&kv, "long", Duration::from_secs(10), |d| {
-        d.status == TaskStatus::Running
-    })
-    .await;
-    wait_doc(&kv, "short", Duration::from_secs(10), |d| {
-        d.status == TaskStatus::Running
-    })
-    .await;
+    wait_running(&kv, "long").await;
+    wait_running(&kv, "short").await;
     let stopping = tokio::time::Instant::now();
     worker_a.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(10));
