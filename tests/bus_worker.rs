@@ -560,6 +560,9 @@ async fn bad_input_is_rejected_kept_in_the_dlq_and_not_redelivered() {
     for (task_id, subject, _, field) in &expected {
         let d = wait_terminal(&kv, task_id).await;
         assert_eq!(d.status, TaskStatus::Rejected, "{subject}");
+        // Malformed requests end at once; one the operation rejects keeps its earlier steps.
+        let steps = if task_id == "op-rejects" { 3 } else { 1 };
+        assert_eq!(d.history.len(), steps, "{task_id}: {:?}", d.history);
         let error = d.error.unwrap();
         assert_eq!(error.code, ErrorCode::InvalidRequest);
         assert_eq!(

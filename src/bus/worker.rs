@@ -28,6 +28,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::dlq::{Dlq, DlqEntry};
 use super::executor::{Executor, Outcome, Progress, Request};
@@ -218,7 +219,16 @@ async fn handle(
         shared.settings.max_request_bytes,
     );
     let acker = Arc::new(acker);
-    let disposition = process(&shared, &envelope, &acker, &hand_back).await;
+    let span = tracing::info_span!(
+        "task",
+        task_id = %envelope.task_id,
+        account = %envelope.account,
+        operation = %envelope.operation_token,
+        delivery = delivered,
+    );
+    let disposition = process(&shared, &envelope, &acker, &hand_back)
+        .instrument(span)
+        .await;
     tracing::debug!(task_id = %envelope.task_id, ?disposition, "request handled");
     let result = match disposition {
         // Confirmed, so a test (or an operator) sees the ack land; a lost ack only means a
@@ -257,7 +267,7 @@ async fn process(
 
     let (operation, body) = match &envelope.verdict {
         Ok(valid) => valid.clone(),
-        Err(error) => return reject(shared, envelope, error.clone()).await,
+        Err(error) => return reject(shared, envelope, error.clone(), None).await,
     };
     let name = operation.name();
 
@@ -350,7 +360,7 @@ async fn process(
             }
             Disposition::Nak(Some(after))
         }
-        Some(Outcome::Rejected(error)) => reject(shared, envelope, error).await,
+        Some(Outcome::Rejected(error)) => reject(shared, envelope, error, Some(doc)).await,
         Some(Outcome::Succeeded(result)) => {
             doc.succeed(result);
             finish(store, &doc, reply_to, retry_later).await
@@ -431,7 +441,13 @@ async fn finish(
 }
 
 /// A request that can never be valid: DLQ entry with the original bytes, REJECTED document, Term.
-async fn reject(shared: &Shared, envelope: &Envelope, error: TaskError) -> Disposition {
+/// `started` is the document so far when the operation itself rejected the description.
+async fn reject(
+    shared: &Shared,
+    envelope: &Envelope,
+    error: TaskError,
+    started: Option<TaskDocument>,
+) -> Disposition {
     let retry_later = Disposition::Nak(Some(shared.settings.store_retry_delay));
     let entry = DlqEntry {
         account: &envelope.account,
@@ -445,13 +461,19 @@ async fn reject(shared: &Shared, envelope: &Envelope, error: TaskError) -> Dispo
         tracing::warn!(task_id = %envelope.task_id, error = %e, "cannot write the dead-letter entry; retrying later");
         return retry_later;
     }
-    let doc = TaskDocument::ended(
-        &envelope.task_id,
-        &envelope.account,
-        envelope.operation_name(),
-        TaskStatus::Rejected,
-        error,
-    );
+    let doc = match started {
+        Some(mut doc) => {
+            doc.fail(TaskStatus::Rejected, error);
+            doc
+        }
+        None => TaskDocument::ended(
+            &envelope.task_id,
+            &envelope.account,
+            envelope.operation_name(),
+            TaskStatus::Rejected,
+            error,
+        ),
+    };
     match finish(
         &shared.store,
         &doc,
