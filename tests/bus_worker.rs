@@ -300,8 +300,9 @@ async fn accepted_running_then_one_terminal_everywhere() {
         js,
         executor,
         kv,
+        worker,
         ..
-    } = &h;
+    } = h;
 
     let mut on_task = client.subscribe("dcos.task.prod.t-1").await.unwrap();
     let inbox = client.new_inbox();
@@ -353,13 +354,15 @@ async fn accepted_running_then_one_terminal_everywhere() {
     let d = wait_terminal(&kv, "t-2").await;
     assert_eq!(d.status, Failed);
     assert_eq!(d.error.unwrap().code, ErrorCode::NotFound);
-    h.worker.stop().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_request_is_answered_by_the_publish_ack() {
     let h = Harness::start(settings()).await;
-    let Harness { client, kv, .. } = &h;
+    let Harness {
+        client, kv, worker, ..
+    } = h;
     let reply = loop {
         match client.request("dcos.op.prod.run_job", "{}".into()).await {
             Ok(reply) => break reply,
@@ -372,7 +375,7 @@ async fn plain_request_is_answered_by_the_publish_ack() {
     // Without a Nats-Msg-Id the task id comes from the stream sequence the client was told.
     let d = wait_terminal(&kv, &format!("auto-{seq}")).await;
     assert_eq!(d.status, TaskStatus::Succeeded);
-    h.worker.stop().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,8 +496,12 @@ async fn a_driver_dying_mid_operation_is_resumed_by_the_next() {
 async fn bad_input_is_rejected_kept_in_the_dlq_and_not_redelivered() {
     let h = Harness::start(settings()).await;
     let Harness {
-        js, executor, kv, ..
-    } = &h;
+        js,
+        executor,
+        kv,
+        worker,
+        ..
+    } = h;
 
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
     let cases: Vec<(&str, Option<&str>, String, &str)> = vec![
@@ -610,15 +617,19 @@ async fn bad_input_is_rejected_kept_in_the_dlq_and_not_redelivered() {
         dlq.get_info().await.unwrap().state.messages,
         expected.len() as u64
     );
-    h.worker.stop().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_and_unknown_account_end_without_the_executor() {
     let h = Harness::start(settings()).await;
     let Harness {
-        js, executor, kv, ..
-    } = &h;
+        js,
+        executor,
+        kv,
+        worker,
+        ..
+    } = h;
 
     send(&js, "dcos.op.prod.upsert_scaling_policy", "unsup", "{}").await;
     send(&js, "dcos.op.staging.resize_server_group", "who", "{}").await;
@@ -641,15 +652,19 @@ async fn unsupported_and_unknown_account_end_without_the_executor() {
     assert_eq!(d.status, TaskStatus::Unsupported);
     assert_eq!(executor.calls(), 1);
     consumer_idle(&js).await;
-    h.worker.stop().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_hands_the_message_back_and_runs_again() {
     let h = Harness::start(settings()).await;
     let Harness {
-        js, executor, kv, ..
-    } = &h;
+        js,
+        executor,
+        kv,
+        worker,
+        ..
+    } = h;
     send(
         &js,
         "dcos.op.prod.resize_server_group",
@@ -678,7 +693,7 @@ async fn retry_hands_the_message_back_and_runs_again() {
     let d = wait_terminal(&kv, "boom").await;
     assert_eq!(d.status, TaskStatus::Succeeded);
     assert!(d.history.iter().any(|h| h.message.contains("panicked")));
-    h.worker.stop().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
