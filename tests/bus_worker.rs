@@ -889,3 +889,40 @@ async fn setup_is_idempotent_concurrent_and_updates_what_exists() {
         js.get_key_value(bucket).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_operation_outlives_ack_wait_without_redelivery() {
+    let h = Harness::start(settings()).await;
+    let Harness {
+        client,
+        js,
+        executor,
+        kv,
+        worker,
+        ..
+    } = h;
+    // A second worker that would get the message if it were redelivered.
+    let other = Arc::new(TestExecutor::default());
+    let other_worker = start(client.clone(), other.clone(), settings());
+    // Three times ack_wait (2 s): only the worker's progress acks keep it from being redelivered.
+    send(
+        &js,
+        "dcos.op.prod.update_instances",
+        "long-run",
+        "{\"sleepMs\":6000}",
+    )
+    .await;
+    let d = wait_terminal(&kv, "long-run").await;
+    assert_eq!(d.status, TaskStatus::Succeeded);
+    assert_eq!(
+        executor.calls() + other.calls(),
+        1,
+        "ran once, never redelivered"
+    );
+    assert_eq!(
+        d.result,
+        Some(json!({"resumed": false, "redelivered": false}))
+    );
+    worker.stop().await;
+    other_worker.stop().await;
+}
