@@ -1,22 +1,211 @@
 //! Simulated Marathon: apps, tasks, deployments, groups, queue, info, leader, ping, and the timed lifecycle.
-//! (Stub: filled in by the simulator work.)
+//!
+//! Layout:
+//! - [`model`]: apps, tasks and their JSON.
+//! - [`validate`]: canonical ids, defaults, the 422 checks.
+//! - [`http`]: answers, Marathon's error bodies, query parsing.
+//! - [`lifecycle`]: tasks launching, running, turning healthy, being killed or failing; the events of each.
+//! - [`deployments`]: deployment plans and the runner that converges apps step by step.
+//! - [`apps`], [`tasks`], [`groups`], [`info`]: the REST endpoints.
+//!
+//! Simulator conventions (labels on an app):
+//! - `SIM_HEALTH=fail`: health checks fail; Marathon kills and relaunches the tasks forever and the
+//!   deployment never completes.
+//! - `SIM_DEPLOYMENT=fail`: every deployment of the app fails (`deployment_step_failure`, `deployment_failed`).
 
+mod apps;
+mod deployments;
+mod groups;
+mod http;
+mod info;
+mod lifecycle;
+mod model;
+mod tasks;
+mod validate;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::{routing::get, Router};
+use axum::routing::{get, post};
+use axum::Router;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use super::{Sim, SimConfig};
+pub use deployments::{Action, ActionKind, Deployment};
+pub use model::{App, Task, TaskState};
 
-/// Marathon's in-memory state.
-pub struct Marathon {}
+/// Marathon's in-memory state. Reads take the lock briefly and serialize outside it.
+pub struct Marathon {
+    pub(crate) state: Mutex<State>,
+    /// Woken on every task or deployment change; deployment runners wait on it.
+    pub(crate) changed: Notify,
+}
+
+/// Everything behind the lock.
+pub struct State {
+    pub(crate) apps: BTreeMap<String, App>,
+    /// Running deployments, oldest first.
+    pub(crate) deployments: Vec<Deployment>,
+    pub(crate) next_service_port: u32,
+    pub(crate) next_host_port: u32,
+    pub(crate) next_seq: u64,
+    pub(crate) next_agent: usize,
+}
+
+/// What the simulator knows about one task (for assertions of other tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskTruth {
+    pub app_id: String,
+    pub task_id: String,
+    pub instance_id: String,
+    /// Mesos state, e.g. `TASK_RUNNING`.
+    pub state: &'static str,
+    /// `None` without health checks or before the first result.
+    pub healthy: Option<bool>,
+    pub host: String,
+    pub ports: Vec<u32>,
+    pub version: String,
+}
 
 impl Marathon {
-    pub fn new(_config: &SimConfig) -> Self {
-        Marathon {}
+    /// An empty Marathon, or one preloaded with `config.preload_apps` running healthy apps.
+    pub fn new(config: &SimConfig) -> Self {
+        let mut state = State {
+            apps: BTreeMap::new(),
+            deployments: Vec::new(),
+            next_service_port: 10000,
+            next_host_port: 20000,
+            next_seq: 0,
+            next_agent: 0,
+        };
+        lifecycle::preload(
+            &mut state,
+            config.preload_apps,
+            config.preload_tasks,
+            &config.preload_group,
+        );
+        Marathon {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Every task of every app, sorted by app id then launch order.
+    pub fn tasks(&self) -> Vec<TaskTruth> {
+        let state = self.state.lock();
+        state
+            .apps
+            .values()
+            .filter(|a| !a.deleted)
+            .flat_map(|a| a.tasks.iter())
+            .map(|t| TaskTruth {
+                app_id: t.app_id.clone(),
+                task_id: t.id.clone(),
+                instance_id: t.instance_id.clone(),
+                state: t.state.mesos(),
+                healthy: t.healthy(),
+                host: t.host().to_string(),
+                ports: t.ports.clone(),
+                version: t.version.clone(),
+            })
+            .collect()
+    }
+
+    /// The tasks of one app.
+    pub fn app_tasks(&self, app_id: &str) -> Vec<TaskTruth> {
+        self.tasks()
+            .into_iter()
+            .filter(|t| t.app_id == app_id)
+            .collect()
+    }
+
+    /// Ids of the apps that exist.
+    pub fn app_ids(&self) -> Vec<String> {
+        let state = self.state.lock();
+        state
+            .apps
+            .values()
+            .filter(|a| !a.deleted)
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// Ids of the running deployments.
+    pub fn deployment_ids(&self) -> Vec<String> {
+        let state = self.state.lock();
+        state.deployments.iter().map(|d| d.id.clone()).collect()
+    }
+
+    /// Makes a task die on its own (`TASK_FAILED`): events follow and Marathon launches a
+    /// replacement. False if there is no such live task.
+    pub fn fail_task(&self, sim: &Arc<Sim>, task_id: &str) -> bool {
+        lifecycle::terminate(sim, task_id, TaskState::Failed, "Simulated task failure")
+    }
+
+    /// Makes a task's agent lose it (reported as `TASK_FAILED`, as Marathon does after a
+    /// `TASK_LOST`); a replacement follows. False if there is no such live task.
+    pub fn lose_task(&self, sim: &Arc<Sim>, task_id: &str) -> bool {
+        lifecycle::terminate(sim, task_id, TaskState::Failed, "Task was lost")
+    }
+
+    /// Waits until no deployment is running (tests).
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.lock().deployments.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn notify(&self) {
+        self.changed.notify_waiters();
     }
 }
 
 /// Marathon's REST routes (mounted at `/` and `/service/marathon`).
 pub fn routes() -> Router<Arc<Sim>> {
-    Router::new().route("/ping", get(|| async { "pong" }))
+    Router::new()
+        .route("/ping", get(|| async { "pong" }))
+        .route("/v2/info", get(info::info))
+        .route("/v2/leader", get(info::leader))
+        .route("/v2/apps", get(apps::list).post(apps::create))
+        .route(
+            "/v2/apps/{*path}",
+            get(apps::get_path)
+                .put(apps::put)
+                .patch(apps::patch)
+                .delete(apps::delete_path)
+                .post(apps::post_path),
+        )
+        .route("/v2/tasks", get(tasks::list))
+        .route("/v2/tasks/delete", post(tasks::delete_many))
+        .route("/v2/deployments", get(deployments::list))
+        .route(
+            "/v2/deployments/{id}",
+            axum::routing::delete(deployments::delete),
+        )
+        .route("/v2/groups", get(groups::get_root).put(groups::put_root))
+        .route(
+            "/v2/groups/{*path}",
+            get(groups::get).put(groups::put).delete(groups::delete),
+        )
+        .route("/v2/queue", get(tasks::queue))
+}
+
+/// The `api_post_event` and `group_change_success` of an API change.
+pub(crate) fn publish_api_change(sim: &Sim, uri: &str, app: &Value, version: &str) {
+    sim.bus.publish(
+        "api_post_event",
+        json!({ "clientIp": "127.0.0.1", "uri": uri, "appDefinition": app }),
+    );
+    sim.bus.publish(
+        "group_change_success",
+        json!({ "groupId": "/", "version": version }),
+    );
 }

@@ -1,0 +1,569 @@
+//! `/v2/apps`: list, get, create, update (PUT/PATCH), delete, restart; the task endpoints under an
+//! app are in [`super::tasks`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::deployments::{self, Action, ActionKind};
+use super::http::{self, Query};
+use super::model::App;
+use super::validate::{canonical, check_app, strip_read_only, with_defaults};
+use super::{publish_api_change, tasks, State as MarathonState};
+use crate::sim::clock::timestamp;
+use crate::sim::Sim;
+
+/// Which optional parts of an app a read includes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Embed {
+    pub tasks: bool,
+    pub counts: bool,
+    pub deployments: bool,
+    pub readiness: bool,
+    pub last_task_failure: bool,
+}
+
+impl Embed {
+    /// Everything (`GET /v2/apps/{id}`).
+    pub fn all() -> Embed {
+        Embed {
+            tasks: true,
+            counts: true,
+            deployments: true,
+            readiness: true,
+            last_task_failure: true,
+        }
+    }
+
+    /// From `embed=` parameters; counts and deployments are always included in lists.
+    fn from_query(query: &Query) -> Embed {
+        let mut embed = Embed {
+            counts: true,
+            deployments: true,
+            ..Embed::default()
+        };
+        for e in query.all("embed") {
+            match e {
+                "apps.tasks" | "tasks" => embed.tasks = true,
+                "apps.readiness" => embed.readiness = true,
+                "apps.lastTaskFailure" | "apps.failures" => embed.last_task_failure = true,
+                _ => {}
+            }
+        }
+        embed
+    }
+}
+
+/// The pieces of one app's JSON, gathered under the lock and joined outside it.
+pub struct Rendered {
+    def: Arc<str>,
+    extra: String,
+    tasks: Option<Arc<str>>,
+}
+
+impl Rendered {
+    fn len(&self) -> usize {
+        self.def.len() + self.extra.len() + self.tasks.as_ref().map_or(0, |t| t.len() + 10)
+    }
+
+    pub fn write(&self, out: &mut String) {
+        out.push_str(&self.def[..self.def.len() - 1]);
+        out.push_str(&self.extra);
+        if let Some(tasks) = &self.tasks {
+            out.push_str(",\"tasks\":");
+            out.push_str(tasks);
+        }
+        out.push('}');
+    }
+}
+
+/// Deployment ids per app id.
+pub fn deployments_by_app(state: &MarathonState) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for d in &state.deployments {
+        for app in d.affected_apps() {
+            map.entry(app).or_default().push(d.id.clone());
+        }
+    }
+    map
+}
+
+/// Gathers an app's JSON pieces.
+pub fn render(app: &mut App, deployments: &[String], embed: Embed) -> Rendered {
+    use std::fmt::Write;
+    let mut extra = String::new();
+    if embed.counts {
+        let (staged, running, healthy, unhealthy) = app.counts();
+        let _ = write!(
+            extra,
+            ",\"tasksStaged\":{staged},\"tasksRunning\":{running},\"tasksHealthy\":{healthy},\"tasksUnhealthy\":{unhealthy}"
+        );
+    }
+    if embed.deployments {
+        let ids: Vec<Value> = deployments.iter().map(|id| json!({ "id": id })).collect();
+        let _ = write!(extra, ",\"deployments\":{}", Value::Array(ids));
+    }
+    if embed.readiness {
+        extra.push_str(",\"readinessCheckResults\":[]");
+    }
+    if embed.last_task_failure {
+        if let Some(failure) = &app.last_task_failure {
+            let _ = write!(extra, ",\"lastTaskFailure\":{failure}");
+        }
+    }
+    Rendered {
+        def: app.def_json.clone(),
+        extra,
+        tasks: embed.tasks.then(|| app.tasks_json()),
+    }
+}
+
+/// Joins rendered apps into `{"<key>":[…]}`.
+pub fn join(key: &str, apps: &[Rendered]) -> String {
+    let mut out = String::with_capacity(apps.iter().map(Rendered::len).sum::<usize>() + 32);
+    out.push_str("{\"");
+    out.push_str(key);
+    out.push_str("\":[");
+    for (i, app) in apps.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        app.write(&mut out);
+    }
+    out.push_str("]}");
+    out
+}
+
+fn one(app: &Rendered, key: &str) -> String {
+    let mut out = String::with_capacity(app.len() + 16);
+    out.push_str("{\"");
+    out.push_str(key);
+    out.push_str("\":");
+    app.write(&mut out);
+    out.push('}');
+    out
+}
+
+/// Renders the visible apps that `select` accepts.
+fn render_where(sim: &Sim, embed: Embed, mut select: impl FnMut(&App) -> bool) -> Vec<Rendered> {
+    let mut state = sim.marathon.state.lock();
+    let deployments = deployments_by_app(&state);
+    state
+        .apps
+        .values_mut()
+        .filter(|a| !a.deleted && select(a))
+        .map(|a| {
+            let ids = deployments
+                .get(&a.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            render(a, ids, embed)
+        })
+        .collect()
+}
+
+/// `GET /v2/apps` (`embed`, `id` and `cmd` filters: case-insensitive substring, as Marathon).
+pub async fn list(State(sim): State<Arc<Sim>>, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref());
+    let embed = Embed::from_query(&query);
+    let id = query.get("id").map(str::to_lowercase);
+    let cmd = query.get("cmd").map(str::to_lowercase);
+    let apps = render_where(&sim, embed, |a| {
+        id.as_ref().is_none_or(|s| a.id.to_lowercase().contains(s))
+            && cmd.as_ref().is_none_or(|s| {
+                a.def["cmd"]
+                    .as_str()
+                    .is_some_and(|c| c.to_lowercase().contains(s))
+            })
+    });
+    http::raw(StatusCode::OK, join("apps", &apps))
+}
+
+/// `GET /v2/apps/{id}`, `/v2/apps/{id}/tasks`, `/v2/apps/{group}/*`, `/v2/apps/{id}/versions`.
+pub async fn get_path(State(sim): State<Arc<Sim>>, Path(path): Path<String>) -> Response {
+    if let Some(app) = path.strip_suffix("/tasks") {
+        return tasks::app_tasks(&sim, &canonical("/", app));
+    }
+    if path == "*" || path.ends_with("/*") {
+        let group = canonical("/", path.trim_end_matches('*'));
+        let prefix = if group == "/" {
+            group.clone()
+        } else {
+            format!("{group}/")
+        };
+        let apps = render_where(&sim, Embed::all(), |a| a.id.starts_with(&prefix));
+        return http::raw(StatusCode::OK, join("*", &apps));
+    }
+    if let Some(app) = path.strip_suffix("/versions") {
+        let id = canonical("/", app);
+        let state = sim.marathon.state.lock();
+        return match state.apps.get(&id).filter(|a| !a.deleted) {
+            Some(a) => http::json(StatusCode::OK, &json!({ "versions": [a.version] })),
+            None => http::app_not_found(&id),
+        };
+    }
+    let id = canonical("/", &path);
+    let apps = render_where(&sim, Embed::all(), |a| a.id == id);
+    match apps.first() {
+        Some(app) => http::raw(StatusCode::OK, one(app, "app")),
+        None => http::app_not_found(&id),
+    }
+}
+
+/// Stores a complete definition (with defaults) under a new version; answers the action the
+/// change needs (`Start` for a new app, `Restart` for a new configuration, else `Scale`) and the
+/// previous definition.
+pub fn upsert(
+    state: &mut MarathonState,
+    mut def: Map<String, Value>,
+    version: &str,
+) -> (ActionKind, Option<Map<String, Value>>) {
+    let id = def["id"].as_str().unwrap_or("/").to_string();
+    def.insert("version".into(), json!(version));
+    let existing = state
+        .apps
+        .get(&id)
+        .filter(|a| !a.deleted)
+        .map(|a| a.def.clone());
+    let (kind, info) = match &existing {
+        None => (
+            ActionKind::Start,
+            json!({ "lastScalingAt": version, "lastConfigChangeAt": version }),
+        ),
+        Some(old) => {
+            let mut info = old["versionInfo"].clone();
+            if super::validate::config_changed(old, &def) {
+                info = json!({ "lastScalingAt": version, "lastConfigChangeAt": version });
+                (ActionKind::Restart, info)
+            } else {
+                info["lastScalingAt"] = json!(version);
+                (ActionKind::Scale, info)
+            }
+        }
+    };
+    def.insert("versionInfo".into(), info);
+    match state.apps.get_mut(&id) {
+        Some(app) => {
+            app.deleted = false;
+            app.set_def(def);
+        }
+        None => {
+            state.apps.insert(id, App::from_def(def));
+        }
+    }
+    (kind, existing)
+}
+
+/// The steps of a change of one app.
+pub fn steps_for(kind: ActionKind, app: &str) -> Vec<Vec<Action>> {
+    let action = |kind| Action {
+        kind,
+        app: app.to_string(),
+    };
+    match kind {
+        ActionKind::Start => vec![
+            vec![action(ActionKind::Start)],
+            vec![action(ActionKind::Scale)],
+        ],
+        kind => vec![vec![action(kind)]],
+    }
+}
+
+/// Parses a body as an app object (400 when not JSON, 422 when not an object).
+fn app_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match http::parse_body(body)? {
+        Value::Object(mut map) => {
+            strip_read_only(&mut map);
+            Ok(map)
+        }
+        _ => Err(http::invalid(&[(
+            "/".into(),
+            "error.expected.jsobject".into(),
+        )])),
+    }
+}
+
+/// 409 unless `force`; with `force` the holding deployments are cancelled.
+pub fn take_lock(
+    sim: &Sim,
+    state: &mut MarathonState,
+    apps: &[String],
+    force: bool,
+) -> Result<(), Response> {
+    let ids = deployments::locking(state, apps);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(http::locked(&ids));
+    }
+    deployments::cancel(
+        sim,
+        state,
+        &ids,
+        "The deployment was cancelled by a forced change",
+    );
+    Ok(())
+}
+
+fn base_path(uri: &OriginalUri) -> String {
+    let path = uri.0.path();
+    match path.find("/v2/apps") {
+        Some(i) => path[..i].to_string(),
+        None => String::new(),
+    }
+}
+
+/// `POST /v2/apps`.
+pub async fn create(
+    State(sim): State<Arc<Sim>>,
+    uri: OriginalUri,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let query = Query::parse(query.as_deref());
+    let mut def = match app_body(&body) {
+        Ok(def) => def,
+        Err(response) => return response,
+    };
+    let id = canonical("/", def.get("id").and_then(Value::as_str).unwrap_or(""));
+    def.insert("id".into(), json!(id));
+    let violations = check_app(&def);
+    if !violations.is_empty() {
+        return http::invalid(&violations);
+    }
+    let mut state = sim.marathon.state.lock();
+    if state.apps.get(&id).is_some_and(|a| !a.deleted) {
+        return http::message(
+            StatusCode::CONFLICT,
+            format!("An app with id [{id}] already exists."),
+        );
+    }
+    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", false)) {
+        return response;
+    }
+    let version = timestamp();
+    let def = with_defaults(def, &mut state.next_service_port);
+    let (kind, original) = upsert(&mut state, def, &version);
+    let app = state.apps.get_mut(&id).expect("just stored");
+    publish_api_change(
+        &sim,
+        &uri.0.to_string(),
+        &Value::Object(app.def.clone()),
+        &version,
+    );
+    let deployment = deployments::start(
+        &sim,
+        &mut state,
+        steps_for(kind, &id),
+        vec![(id.clone(), original)],
+        &version,
+    );
+    let app = state.apps.get_mut(&id).expect("just stored");
+    let embed = Embed {
+        tasks: true,
+        counts: true,
+        deployments: true,
+        ..Embed::default()
+    };
+    let rendered = render(app, &[deployment], embed);
+    drop(state);
+    let mut out = String::new();
+    rendered.write(&mut out);
+    let mut response = http::raw(StatusCode::CREATED, out);
+    let location = format!("{}/v2/apps{id}", base_path(&uri));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `PUT /v2/apps/{id}` (`partialUpdate` defaults to true, `force`).
+pub async fn put(
+    State(sim): State<Arc<Sim>>,
+    uri: OriginalUri,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let query = Query::parse(query.as_deref());
+    let partial = query.flag("partialUpdate", true);
+    update(&sim, &uri, &path, &query, &body, partial, true)
+}
+
+/// `PATCH /v2/apps/{id}`: a partial update of an existing app.
+pub async fn patch(
+    State(sim): State<Arc<Sim>>,
+    uri: OriginalUri,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let query = Query::parse(query.as_deref());
+    update(&sim, &uri, &path, &query, &body, true, false)
+}
+
+fn update(
+    sim: &Arc<Sim>,
+    uri: &OriginalUri,
+    path: &str,
+    query: &Query,
+    body: &[u8],
+    partial: bool,
+    may_create: bool,
+) -> Response {
+    let id = canonical("/", path);
+    let body = match app_body(body) {
+        Ok(def) => def,
+        Err(response) => return response,
+    };
+    let mut state = sim.marathon.state.lock();
+    let existing = state
+        .apps
+        .get(&id)
+        .filter(|a| !a.deleted)
+        .map(|a| a.def.clone());
+    if existing.is_none() && !may_create {
+        return http::app_not_found(&id);
+    }
+    let sets = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+    let (sets_cmd, sets_args) = (sets("cmd"), sets("args"));
+    let mut def = match (&existing, partial) {
+        (Some(old), true) => {
+            let mut def = old.clone();
+            // `cmd` and `args` replace each other in a partial update.
+            if sets_cmd && !sets_args {
+                def.remove("args");
+            }
+            if sets_args && !sets_cmd {
+                def.remove("cmd");
+            }
+            def.extend(body);
+            def
+        }
+        _ => body,
+    };
+    def.insert("id".into(), json!(id));
+    let violations = check_app(&def);
+    if !violations.is_empty() {
+        return http::invalid(&violations);
+    }
+    if let Err(response) = take_lock(sim, &mut state, &[id.clone()], query.flag("force", false)) {
+        return response;
+    }
+    let version = timestamp();
+    let def = with_defaults(def, &mut state.next_service_port);
+    let (kind, original) = upsert(&mut state, def, &version);
+    let app = Value::Object(state.apps[&id].def.clone());
+    publish_api_change(sim, &uri.0.to_string(), &app, &version);
+    let created = original.is_none();
+    let deployment = deployments::start(
+        sim,
+        &mut state,
+        steps_for(kind, &id),
+        vec![(id, original)],
+        &version,
+    );
+    drop(state);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    http::deployment_result(status, &deployment, &version)
+}
+
+/// `DELETE /v2/apps/{id}`, `/v2/apps/{id}/tasks`, `/v2/apps/{id}/tasks/{taskId}`.
+pub async fn delete_path(
+    State(sim): State<Arc<Sim>>,
+    uri: OriginalUri,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = Query::parse(query.as_deref());
+    if let Some(app) = path.strip_suffix("/tasks") {
+        return tasks::kill_app_tasks(&sim, &canonical("/", app), &query);
+    }
+    if let Some((app, task)) = path.rsplit_once("/tasks/") {
+        return tasks::kill_app_task(&sim, &canonical("/", app), task, &query);
+    }
+    let id = canonical("/", &path);
+    let mut state = sim.marathon.state.lock();
+    let Some(app) = state.apps.get(&id).filter(|a| !a.deleted) else {
+        return http::app_not_found(&id);
+    };
+    let original = app.def.clone();
+    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", true)) {
+        return response;
+    }
+    let version = timestamp();
+    publish_api_change(
+        &sim,
+        &uri.0.to_string(),
+        &Value::Object(original.clone()),
+        &version,
+    );
+    if let Some(app) = state.apps.get_mut(&id) {
+        app.deleted = true;
+    }
+    let deployment = deployments::start(
+        &sim,
+        &mut state,
+        steps_for(ActionKind::Stop, &id),
+        vec![(id, Some(original))],
+        &version,
+    );
+    drop(state);
+    http::deployment_result(StatusCode::OK, &deployment, &version)
+}
+
+/// `POST /v2/apps/{id}/restart?force=`.
+pub async fn post_path(
+    State(sim): State<Arc<Sim>>,
+    uri: OriginalUri,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = Query::parse(query.as_deref());
+    let Some(app) = path.strip_suffix("/restart") else {
+        return http::message(StatusCode::NOT_FOUND, "Not found");
+    };
+    let id = canonical("/", app);
+    let mut state = sim.marathon.state.lock();
+    let Some(app) = state.apps.get(&id).filter(|a| !a.deleted) else {
+        return http::app_not_found(&id);
+    };
+    let mut def = app.def.clone();
+    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", false)) {
+        return response;
+    }
+    let version = timestamp();
+    let original = def.clone();
+    def.insert("version".into(), json!(version));
+    def.insert(
+        "versionInfo".into(),
+        json!({ "lastScalingAt": version, "lastConfigChangeAt": version }),
+    );
+    let app = state.apps.get_mut(&id).expect("checked");
+    app.set_def(def);
+    publish_api_change(
+        &sim,
+        &uri.0.to_string(),
+        &Value::Object(app.def.clone()),
+        &version,
+    );
+    let deployment = deployments::start(
+        &sim,
+        &mut state,
+        steps_for(ActionKind::Restart, &id),
+        vec![(id, Some(original))],
+        &version,
+    );
+    drop(state);
+    http::deployment_result(StatusCode::OK, &deployment, &version)
+}

@@ -1,0 +1,332 @@
+//! The simulated Marathon's data: apps (definition + derived JSON), tasks and their typed JSON form.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A fixed pool of agents tasks are placed on (host, Mesos agent id).
+pub const AGENTS: [(&str, &str); 6] = [
+    ("10.0.1.11", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S1"),
+    ("10.0.1.12", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S2"),
+    ("10.0.1.13", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S3"),
+    ("10.0.2.21", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S4"),
+    ("10.0.2.22", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S5"),
+    ("10.0.2.23", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-S6"),
+];
+
+/// Mesos task states the simulator moves tasks through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Staging,
+    Starting,
+    Running,
+    Killing,
+    Killed,
+    Failed,
+}
+
+impl TaskState {
+    /// Mesos name, as in `status_update_event.taskStatus`.
+    pub fn mesos(self) -> &'static str {
+        match self {
+            TaskState::Staging => "TASK_STAGING",
+            TaskState::Starting => "TASK_STARTING",
+            TaskState::Running => "TASK_RUNNING",
+            TaskState::Killing => "TASK_KILLING",
+            TaskState::Killed => "TASK_KILLED",
+            TaskState::Failed => "TASK_FAILED",
+        }
+    }
+
+    /// Marathon instance condition, as in `instance_changed_event.condition`.
+    pub fn condition(self) -> &'static str {
+        match self {
+            TaskState::Staging => "Staging",
+            TaskState::Starting => "Starting",
+            TaskState::Running => "Running",
+            TaskState::Killing => "Killing",
+            TaskState::Killed => "Killed",
+            TaskState::Failed => "Failed",
+        }
+    }
+}
+
+/// Result of the (simulated) health checks of one task.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub alive: bool,
+    pub consecutive_failures: u32,
+    pub first_success: Option<String>,
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+    pub last_failure_cause: Option<String>,
+}
+
+/// One task (one instance with one task, as Marathon apps have).
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub instance_id: String,
+    pub app_id: String,
+    pub agent: usize,
+    pub state: TaskState,
+    pub staged_at: String,
+    pub started_at: Option<String>,
+    /// App version the task was launched with.
+    pub version: String,
+    /// `versionInfo.lastConfigChangeAt` it was launched with: tasks of another one get replaced.
+    pub config_version: String,
+    pub ports: Vec<u32>,
+    pub health: Option<Health>,
+    /// Launch order, for `killSelection`.
+    pub seq: u64,
+}
+
+impl Task {
+    pub fn host(&self) -> &'static str {
+        AGENTS[self.agent].0
+    }
+
+    pub fn slave_id(&self) -> &'static str {
+        AGENTS[self.agent].1
+    }
+
+    /// Not being killed and not terminal.
+    pub fn alive(&self) -> bool {
+        matches!(
+            self.state,
+            TaskState::Staging | TaskState::Starting | TaskState::Running
+        )
+    }
+
+    /// Running and (if the app has health checks) healthy.
+    pub fn ready(&self, has_health_checks: bool) -> bool {
+        self.state == TaskState::Running
+            && (!has_health_checks || self.health.as_ref().is_some_and(|h| h.alive))
+    }
+
+    pub fn healthy(&self) -> Option<bool> {
+        self.health.as_ref().map(|h| h.alive)
+    }
+}
+
+#[derive(Serialize)]
+struct IpAddress<'a> {
+    #[serde(rename = "ipAddress")]
+    ip_address: &'a str,
+    protocol: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthJson<'a> {
+    alive: bool,
+    consecutive_failures: u32,
+    first_success: Option<&'a str>,
+    last_success: Option<&'a str>,
+    last_failure: Option<&'a str>,
+    last_failure_cause: Option<&'a str>,
+    instance_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskJson<'a> {
+    id: &'a str,
+    app_id: &'a str,
+    host: &'a str,
+    slave_id: &'a str,
+    state: &'static str,
+    staged_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<&'a str>,
+    version: &'a str,
+    ports: &'a [u32],
+    service_ports: &'a [u32],
+    ip_addresses: [IpAddress<'a>; 1],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    health_check_results: Vec<HealthJson<'a>>,
+}
+
+/// Appends the task's JSON to `out` (typed, so large listings stay fast).
+pub fn write_task(out: &mut Vec<u8>, task: &Task, service_ports: &[u32]) {
+    let health = task
+        .health
+        .as_ref()
+        .map(|h| HealthJson {
+            alive: h.alive,
+            consecutive_failures: h.consecutive_failures,
+            first_success: h.first_success.as_deref(),
+            last_success: h.last_success.as_deref(),
+            last_failure: h.last_failure.as_deref(),
+            last_failure_cause: h.last_failure_cause.as_deref(),
+            instance_id: &task.instance_id,
+        })
+        .into_iter()
+        .collect();
+    let json = TaskJson {
+        id: &task.id,
+        app_id: &task.app_id,
+        host: task.host(),
+        slave_id: task.slave_id(),
+        state: task.state.mesos(),
+        staged_at: &task.staged_at,
+        started_at: task.started_at.as_deref(),
+        version: &task.version,
+        ports: &task.ports,
+        service_ports,
+        ip_addresses: [IpAddress {
+            ip_address: task.host(),
+            protocol: "IPv4",
+        }],
+        health_check_results: health,
+    };
+    serde_json::to_writer(out, &json).expect("task JSON");
+}
+
+/// Task JSON as a value (events, small answers).
+pub fn task_value(task: &Task, service_ports: &[u32]) -> Value {
+    let mut out = Vec::new();
+    write_task(&mut out, task, service_ports);
+    serde_json::from_slice(&out).expect("task JSON")
+}
+
+/// One app: its definition (all of Marathon's fields with defaults, including `version` and
+/// `versionInfo`) plus derived settings and its tasks.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: String,
+    pub def: Map<String, Value>,
+    /// `def` serialized, reused by every read until the definition changes.
+    pub def_json: Arc<str>,
+    /// Tasks serialized, reused until a task changes.
+    pub tasks_json: Option<Arc<str>>,
+    pub version: String,
+    pub config_version: String,
+    pub instances: u32,
+    pub tasks: Vec<Task>,
+    pub service_ports: Vec<u32>,
+    pub last_task_failure: Option<Value>,
+    /// Removed by the API, its tasks still being killed by the stop deployment: invisible to reads.
+    pub deleted: bool,
+}
+
+impl App {
+    /// Builds an app from a normalized definition (see `validate::normalize`).
+    pub fn from_def(def: Map<String, Value>) -> App {
+        let mut app = App {
+            id: String::new(),
+            def_json: Arc::from(""),
+            tasks_json: None,
+            version: String::new(),
+            config_version: String::new(),
+            instances: 0,
+            tasks: Vec::new(),
+            service_ports: Vec::new(),
+            last_task_failure: None,
+            deleted: false,
+            def: Map::new(),
+        };
+        app.set_def(def);
+        app
+    }
+
+    /// Replaces the definition and everything derived from it.
+    pub fn set_def(&mut self, def: Map<String, Value>) {
+        self.id = def["id"].as_str().unwrap_or("/").to_string();
+        self.version = def["version"].as_str().unwrap_or_default().to_string();
+        self.config_version = def["versionInfo"]["lastConfigChangeAt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.instances = def["instances"].as_u64().unwrap_or(0) as u32;
+        self.service_ports = def["portDefinitions"]
+            .as_array()
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| p["port"].as_u64().map(|p| p as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.def_json = Arc::from(Value::Object(def.clone()).to_string());
+        self.tasks_json = None;
+        self.def = def;
+    }
+
+    pub fn has_health_checks(&self) -> bool {
+        self.def["healthChecks"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty())
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.def["labels"][key].as_str()
+    }
+
+    /// Seconds until health checks answer (the grace period, capped so tests stay short).
+    pub fn health_delay(&self) -> f64 {
+        let grace = self.def["healthChecks"][0]["gracePeriodSeconds"]
+            .as_f64()
+            .unwrap_or(300.0);
+        grace.clamp(0.0, 3.0)
+    }
+
+    pub fn kill_oldest_first(&self) -> bool {
+        self.def["killSelection"].as_str() == Some("OLDEST_FIRST")
+    }
+
+    pub fn upgrade_strategy(&self) -> (f64, f64) {
+        let s = &self.def["upgradeStrategy"];
+        (
+            s["minimumHealthCapacity"].as_f64().unwrap_or(1.0),
+            s["maximumOverCapacity"].as_f64().unwrap_or(1.0),
+        )
+    }
+
+    /// The cached JSON array of the tasks.
+    pub fn tasks_json(&mut self) -> Arc<str> {
+        if let Some(json) = &self.tasks_json {
+            return json.clone();
+        }
+        let mut out = Vec::with_capacity(self.tasks.len() * 700 + 2);
+        out.push(b'[');
+        for (i, task) in self.tasks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_task(&mut out, task, &self.service_ports);
+        }
+        out.push(b']');
+        let json: Arc<str> = Arc::from(String::from_utf8(out).expect("utf-8"));
+        self.tasks_json = Some(json.clone());
+        json
+    }
+
+    /// Counts `(staged, running, healthy, unhealthy)`.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let mut c = (0, 0, 0, 0);
+        for t in &self.tasks {
+            match t.state {
+                TaskState::Staging | TaskState::Starting => c.0 += 1,
+                TaskState::Running => c.1 += 1,
+                _ => {}
+            }
+            match t.healthy() {
+                Some(true) => c.2 += 1,
+                Some(false) => c.3 += 1,
+                None => {}
+            }
+        }
+        c
+    }
+}
+
+/// Marathon's instance id of app `/prod/web/api` (`prod_web_api.instance-<uuid>`) and its task id.
+pub fn new_task_ids(app_id: &str) -> (String, String) {
+    let base = app_id.trim_start_matches('/').replace('/', "_");
+    let instance = format!("{base}.instance-{}", uuid::Uuid::new_v4());
+    let task = format!("{instance}._app.1");
+    (instance, task)
+}
