@@ -344,7 +344,12 @@ pub async fn create(
             format!("An app with id [{id}] already exists."),
         );
     }
-    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", false)) {
+    if let Err(response) = take_lock(
+        &sim,
+        &mut state,
+        std::slice::from_ref(&id),
+        query.flag("force", false),
+    ) {
         return response;
     }
     let version = timestamp();
@@ -453,7 +458,12 @@ fn update(
     if !violations.is_empty() {
         return http::invalid(&violations);
     }
-    if let Err(response) = take_lock(sim, &mut state, &[id.clone()], query.flag("force", false)) {
+    if let Err(response) = take_lock(
+        sim,
+        &mut state,
+        std::slice::from_ref(&id),
+        query.flag("force", false),
+    ) {
         return response;
     }
     let version = timestamp();
@@ -498,7 +508,12 @@ pub async fn delete_path(
         return http::app_not_found(&id);
     };
     let original = app.def.clone();
-    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", true)) {
+    if let Err(response) = take_lock(
+        &sim,
+        &mut state,
+        std::slice::from_ref(&id),
+        query.flag("force", true),
+    ) {
         return response;
     }
     let version = timestamp();
@@ -539,7 +554,12 @@ pub async fn post_path(
         return http::app_not_found(&id);
     };
     let mut def = app.def.clone();
-    if let Err(response) = take_lock(&sim, &mut state, &[id.clone()], query.flag("force", false)) {
+    if let Err(response) = take_lock(
+        &sim,
+        &mut state,
+        std::slice::from_ref(&id),
+        query.flag("force", false),
+    ) {
         return response;
     }
     let version = timestamp();

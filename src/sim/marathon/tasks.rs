@@ -56,6 +56,9 @@ pub async fn list(State(sim): State<Arc<Sim>>) -> Response {
     http::raw(StatusCode::OK, out)
 }
 
+/// The killed tasks (as JSON) and, when scaling, the deployment `(id, version)`.
+type Killed = (Vec<Value>, Option<(String, String)>);
+
 /// Kills the given tasks of one app. With `scale`, lowers `instances` by their number in a new
 /// version and answers that deployment; without, Marathon replaces them and answers the tasks.
 fn kill(
@@ -65,7 +68,7 @@ fn kill(
     task_ids: &[String],
     scale: bool,
     force: bool,
-) -> Result<(Vec<Value>, Option<(String, String)>), Response> {
+) -> Result<Killed, Response> {
     if scale {
         take_lock(sim, state, &[app_id.to_string()], force)?;
     }
