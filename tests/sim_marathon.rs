@@ -586,3 +586,29 @@ async fn preload_2000_apps() {
     assert_eq!(api.sim.sim.marathon.tasks().len(), 10_000);
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// The scale the project's benchmarks use: 10,000 apps × 5 tasks, read in full.
+#[tokio::test]
+async fn preload_10000_apps_is_fast() {
+    let started = std::time::Instant::now();
+    let api = Api::with(SimConfig {
+        preload_apps: 10_000,
+        preload_tasks: 5,
+        ..SimConfig::instant()
+    })
+    .await;
+    let loaded = started.elapsed();
+    let started = std::time::Instant::now();
+    let response = api
+        .client
+        .get(format!("{}/v2/apps?embed=apps.tasks", api.sim.url()))
+        .send()
+        .await
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    let read = started.elapsed();
+    eprintln!("preload {loaded:?}, read {} bytes in {read:?}", body.len());
+    assert!(body.len() > 10_000_000);
+    assert!(loaded < Duration::from_secs(10), "{loaded:?}");
+    assert!(read < Duration::from_secs(5), "{read:?}");
+}

@@ -208,9 +208,17 @@ pub async fn get_path(State(sim): State<Arc<Sim>>, Path(path): Path<String>) -> 
         };
     }
     let id = canonical("/", &path);
-    let apps = render_where(&sim, Embed::all(), |a| a.id == id);
-    match apps.first() {
-        Some(app) => http::raw(StatusCode::OK, one(app, "app")),
+    let rendered = {
+        let mut state = sim.marathon.state.lock();
+        let deployments = deployments::locking(&state, std::slice::from_ref(&id));
+        state
+            .apps
+            .get_mut(&id)
+            .filter(|a| !a.deleted)
+            .map(|a| render(a, &deployments, Embed::all()))
+    };
+    match rendered {
+        Some(app) => http::raw(StatusCode::OK, one(&app, "app")),
         None => http::app_not_found(&id),
     }
 }

@@ -360,12 +360,16 @@ pub fn preload(state: &mut State, apps: usize, tasks: usize, group: &str) {
     let Value::Object(template) = template else {
         return;
     };
+    // Defaults once; each app only differs in its id and service port.
+    let mut no_ports = 0;
+    let template = with_defaults(template, &mut no_ports);
     let width = apps.to_string().len().max(4);
     for i in 0..apps {
         let mut def = template.clone();
         let id = canonical(&group, &format!("app-{i:0width$}"));
         def.insert("id".into(), json!(id));
-        let def = with_defaults(def, &mut state.next_service_port);
+        def["portDefinitions"][0]["port"] = json!(state.next_service_port);
+        state.next_service_port += 1;
         let mut app = App::from_def(def);
         let spec = Spec::of(&app);
         for _ in 0..tasks {

@@ -326,7 +326,9 @@ impl App {
 /// Marathon's instance id of app `/prod/web/api` (`prod_web_api.instance-<uuid>`) and its task id.
 pub fn new_task_ids(app_id: &str) -> (String, String) {
     let base = app_id.trim_start_matches('/').replace('/', "_");
-    let instance = format!("{base}.instance-{}", uuid::Uuid::new_v4());
+    // A random v4 uuid from the thread RNG: cheaper than the OS RNG when preloading 50,000 tasks.
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let instance = format!("{base}.instance-{uuid}");
     let task = format!("{instance}._app.1");
     (instance, task)
 }
