@@ -329,6 +329,18 @@ async fn put_creates_and_patch_updates() {
     assert_eq!(list["apps"][0]["tasks"].as_array().unwrap().len(), 3);
     let (_, list) = api.get("/v2/apps?id=zzz").await;
     assert_eq!(list["apps"], json!([]));
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/v2/apps/new",
+            Some(json!({ "labels": { "team": "a" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = api.get("/v2/apps?label=team==a").await;
+    assert_eq!(list["apps"].as_array().unwrap().len(), 1);
+    let (_, list) = api.get("/v2/apps?label=team==b").await;
+    assert_eq!(list["apps"], json!([]));
 }
 
 #[tokio::test]

@@ -167,14 +167,29 @@ fn render_where(sim: &Sim, embed: Embed, mut select: impl FnMut(&App) -> bool) -
         .collect()
 }
 
+/// Marathon's label selector, simplified: comma-separated `key`, `key==value`, `key!=value`.
+fn labels_match(app: &App, selector: &str) -> bool {
+    selector.split(',').map(str::trim).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            app.label(k.trim()) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==") {
+            app.label(k.trim()) == Some(v.trim())
+        } else {
+            app.def["labels"].get(term).is_some()
+        }
+    })
+}
+
 /// `GET /v2/apps` (`embed`, `id` and `cmd` filters: case-insensitive substring, as Marathon).
 pub async fn list(State(sim): State<Arc<Sim>>, RawQuery(query): RawQuery) -> Response {
     let query = Query::parse(query.as_deref());
     let embed = Embed::from_query(&query);
     let id = query.get("id").map(str::to_lowercase);
     let cmd = query.get("cmd").map(str::to_lowercase);
+    let label = query.get("label").map(str::to_string);
     let apps = render_where(&sim, embed, |a| {
         id.as_ref().is_none_or(|s| a.id.to_lowercase().contains(s))
+            && label.as_ref().is_none_or(|l| labels_match(a, l))
             && cmd.as_ref().is_none_or(|s| {
                 a.def["cmd"]
                     .as_str()
@@ -366,7 +381,7 @@ pub async fn create(
     let app = state.apps.get_mut(&id).expect("just stored");
     publish_api_change(
         &sim,
-        &uri.0.to_string(),
+        uri.0.path(),
         &Value::Object(app.def.clone()),
         &version,
     );
@@ -478,7 +493,7 @@ fn update(
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
     let app = Value::Object(state.apps[&id].def.clone());
-    publish_api_change(sim, &uri.0.to_string(), &app, &version);
+    publish_api_change(sim, uri.0.path(), &app, &version);
     let created = original.is_none();
     let deployment = deployments::start(
         sim,
@@ -527,7 +542,7 @@ pub async fn delete_path(
     let version = timestamp();
     publish_api_change(
         &sim,
-        &uri.0.to_string(),
+        uri.0.path(),
         &Value::Object(original.clone()),
         &version,
     );
@@ -581,7 +596,7 @@ pub async fn post_path(
     app.set_def(def);
     publish_api_change(
         &sim,
-        &uri.0.to_string(),
+        uri.0.path(),
         &Value::Object(app.def.clone()),
         &version,
     );

@@ -415,6 +415,9 @@ pub async fn delete(
     let deployment = state.deployments[pos].clone();
     cancel(&sim, &mut state, &[id], "The deployment has been cancelled");
     if force {
+        for app in deployment.affected_apps() {
+            lifecycle::reap_deleted(&sim, &mut state, &app);
+        }
         return StatusCode::ACCEPTED.into_response();
     }
     let version = timestamp();

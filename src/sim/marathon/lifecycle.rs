@@ -293,9 +293,36 @@ fn finish(sim: &Arc<Sim>, app_id: &str, task_id: &str, end: TaskState, message: 
         }));
     }
     replace_missing(sim, &mut state, app_id);
+    reap_deleted(sim, &mut state, app_id);
     drop(state);
     sim.marathon.notify();
     true
+}
+
+/// An app deleted by the API whose stop deployment was cancelled: Marathon still kills its
+/// tasks; once none is left it is gone (`app_terminated_event`).
+pub fn reap_deleted(sim: &Arc<Sim>, state: &mut State, app_id: &str) {
+    if state.deployments.iter().any(|d| d.affects(app_id)) {
+        return;
+    }
+    let Some(app) = state.apps.get(app_id).filter(|a| a.deleted) else {
+        return;
+    };
+    if app.tasks.is_empty() {
+        state.apps.remove(app_id);
+        sim.bus
+            .publish("app_terminated_event", json!({ "appId": app_id }));
+        return;
+    }
+    let alive: Vec<String> = app
+        .tasks
+        .iter()
+        .filter(|t| t.alive())
+        .map(|t| t.id.clone())
+        .collect();
+    for task in alive {
+        kill(sim, state, app_id, &task);
+    }
 }
 
 /// A task dies on its own (no API call): terminal state, events, then a replacement.
