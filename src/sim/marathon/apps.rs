@@ -1,7 +1,6 @@
 //! `/v2/apps`: list, get, create, update (PUT/PATCH), delete, restart; the task endpoints under an
 //! app are in [`super::tasks`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{OriginalUri, Path, RawQuery, State};
@@ -10,162 +9,15 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::deployments::{self, Action, ActionKind};
+use super::changes::{steps_for, take_lock, upsert};
+use super::deployments::{self, ActionKind};
 use super::http::{self, Query};
 use super::model::App;
+use super::render::{join, one, render, render_where, Embed};
 use super::validate::{canonical, check_app, strip_read_only, with_defaults};
-use super::{publish_api_change, tasks, State as MarathonState};
+use super::{publish_api_change, tasks};
 use crate::sim::clock::timestamp;
 use crate::sim::Sim;
-
-/// Which optional parts of an app a read includes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Embed {
-    pub tasks: bool,
-    pub counts: bool,
-    pub deployments: bool,
-    pub readiness: bool,
-    pub last_task_failure: bool,
-}
-
-impl Embed {
-    /// Everything (`GET /v2/apps/{id}`).
-    pub fn all() -> Embed {
-        Embed {
-            tasks: true,
-            counts: true,
-            deployments: true,
-            readiness: true,
-            last_task_failure: true,
-        }
-    }
-
-    /// From `embed=` parameters; counts and deployments are always included in lists.
-    fn from_query(query: &Query) -> Embed {
-        let mut embed = Embed {
-            counts: true,
-            deployments: true,
-            ..Embed::default()
-        };
-        for e in query.all("embed") {
-            match e {
-                "apps.tasks" | "tasks" => embed.tasks = true,
-                "apps.readiness" => embed.readiness = true,
-                "apps.lastTaskFailure" | "apps.failures" => embed.last_task_failure = true,
-                _ => {}
-            }
-        }
-        embed
-    }
-}
-
-/// The pieces of one app's JSON, gathered under the lock and joined outside it.
-pub struct Rendered {
-    def: Arc<str>,
-    extra: String,
-    tasks: Option<Arc<str>>,
-}
-
-impl Rendered {
-    fn len(&self) -> usize {
-        self.def.len() + self.extra.len() + self.tasks.as_ref().map_or(0, |t| t.len() + 10)
-    }
-
-    pub fn write(&self, out: &mut String) {
-        out.push_str(&self.def[..self.def.len() - 1]);
-        out.push_str(&self.extra);
-        if let Some(tasks) = &self.tasks {
-            out.push_str(",\"tasks\":");
-            out.push_str(tasks);
-        }
-        out.push('}');
-    }
-}
-
-/// Deployment ids per app id.
-pub fn deployments_by_app(state: &MarathonState) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for d in &state.deployments {
-        for app in d.affected_apps() {
-            map.entry(app).or_default().push(d.id.clone());
-        }
-    }
-    map
-}
-
-/// Gathers an app's JSON pieces.
-pub fn render(app: &mut App, deployments: &[String], embed: Embed) -> Rendered {
-    use std::fmt::Write;
-    let mut extra = String::new();
-    if embed.counts {
-        let (staged, running, healthy, unhealthy) = app.counts();
-        let _ = write!(
-            extra,
-            ",\"tasksStaged\":{staged},\"tasksRunning\":{running},\"tasksHealthy\":{healthy},\"tasksUnhealthy\":{unhealthy}"
-        );
-    }
-    if embed.deployments {
-        let ids: Vec<Value> = deployments.iter().map(|id| json!({ "id": id })).collect();
-        let _ = write!(extra, ",\"deployments\":{}", Value::Array(ids));
-    }
-    if embed.readiness {
-        extra.push_str(",\"readinessCheckResults\":[]");
-    }
-    if embed.last_task_failure {
-        if let Some(failure) = &app.last_task_failure {
-            let _ = write!(extra, ",\"lastTaskFailure\":{failure}");
-        }
-    }
-    Rendered {
-        def: app.def_json.clone(),
-        extra,
-        tasks: embed.tasks.then(|| app.tasks_json()),
-    }
-}
-
-/// Joins rendered apps into `{"<key>":[…]}`.
-pub fn join(key: &str, apps: &[Rendered]) -> String {
-    let mut out = String::with_capacity(apps.iter().map(Rendered::len).sum::<usize>() + 32);
-    out.push_str("{\"");
-    out.push_str(key);
-    out.push_str("\":[");
-    for (i, app) in apps.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        app.write(&mut out);
-    }
-    out.push_str("]}");
-    out
-}
-
-fn one(app: &Rendered, key: &str) -> String {
-    let mut out = String::with_capacity(app.len() + 16);
-    out.push_str("{\"");
-    out.push_str(key);
-    out.push_str("\":");
-    app.write(&mut out);
-    out.push('}');
-    out
-}
-
-/// Renders the visible apps that `select` accepts.
-fn render_where(sim: &Sim, embed: Embed, mut select: impl FnMut(&App) -> bool) -> Vec<Rendered> {
-    let mut state = sim.marathon.state.lock();
-    let deployments = deployments_by_app(&state);
-    state
-        .apps
-        .values_mut()
-        .filter(|a| !a.deleted && select(a))
-        .map(|a| {
-            let ids = deployments
-                .get(&a.id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            render(a, ids, embed)
-        })
-        .collect()
-}
 
 /// Marathon's label selector, simplified: comma-separated `key`, `key==value`, `key!=value`.
 fn labels_match(app: &App, selector: &str) -> bool {
@@ -238,65 +90,6 @@ pub async fn get_path(State(sim): State<Arc<Sim>>, Path(path): Path<String>) -> 
     }
 }
 
-/// Stores a complete definition (with defaults) under a new version; answers the action the
-/// change needs (`Start` for a new app, `Restart` for a new configuration, else `Scale`) and the
-/// previous definition.
-pub fn upsert(
-    state: &mut MarathonState,
-    mut def: Map<String, Value>,
-    version: &str,
-) -> (ActionKind, Option<Map<String, Value>>) {
-    let id = def["id"].as_str().unwrap_or("/").to_string();
-    def.insert("version".into(), json!(version));
-    let existing = state
-        .apps
-        .get(&id)
-        .filter(|a| !a.deleted)
-        .map(|a| a.def.clone());
-    let (kind, info) = match &existing {
-        None => (
-            ActionKind::Start,
-            json!({ "lastScalingAt": version, "lastConfigChangeAt": version }),
-        ),
-        Some(old) => {
-            let mut info = old["versionInfo"].clone();
-            if super::validate::config_changed(old, &def) {
-                info = json!({ "lastScalingAt": version, "lastConfigChangeAt": version });
-                (ActionKind::Restart, info)
-            } else {
-                info["lastScalingAt"] = json!(version);
-                (ActionKind::Scale, info)
-            }
-        }
-    };
-    def.insert("versionInfo".into(), info);
-    match state.apps.get_mut(&id) {
-        Some(app) => {
-            app.deleted = false;
-            app.set_def(def);
-        }
-        None => {
-            state.apps.insert(id, App::from_def(def));
-        }
-    }
-    (kind, existing)
-}
-
-/// The steps of a change of one app.
-pub fn steps_for(kind: ActionKind, app: &str) -> Vec<Vec<Action>> {
-    let action = |kind| Action {
-        kind,
-        app: app.to_string(),
-    };
-    match kind {
-        ActionKind::Start => vec![
-            vec![action(ActionKind::Start)],
-            vec![action(ActionKind::Scale)],
-        ],
-        kind => vec![vec![action(kind)]],
-    }
-}
-
 /// Parses a body as an app object (400 when not JSON, 422 when not an object).
 fn app_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
     match http::parse_body(body)? {
@@ -309,29 +102,6 @@ fn app_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
             "error.expected.jsobject".into(),
         )])),
     }
-}
-
-/// 409 unless `force`; with `force` the holding deployments are cancelled.
-pub fn take_lock(
-    sim: &Sim,
-    state: &mut MarathonState,
-    apps: &[String],
-    force: bool,
-) -> Result<(), Response> {
-    let ids = deployments::locking(state, apps);
-    if ids.is_empty() {
-        return Ok(());
-    }
-    if !force {
-        return Err(http::locked(&ids));
-    }
-    deployments::cancel(
-        sim,
-        state,
-        &ids,
-        "The deployment was cancelled by a forced change",
-    );
-    Ok(())
 }
 
 fn base_path(uri: &OriginalUri) -> String {

@@ -9,7 +9,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::apps::{take_lock, upsert};
+use super::changes::{take_lock, upsert};
 use super::deployments::{self, steps_value, Action, ActionKind};
 use super::http::{self, Query};
 use super::validate::{canonical, check_app, config_changed, strip_read_only, with_defaults};

@@ -5,7 +5,10 @@
 //! - [`validate`]: canonical ids, defaults, the 422 checks.
 //! - [`http`]: answers, Marathon's error bodies, query parsing.
 //! - [`lifecycle`]: tasks launching, running, turning healthy, being killed or failing; the events of each.
-//! - [`deployments`]: deployment plans and the runner that converges apps step by step.
+//! - [`deployments`]: deployment plans, the runner that goes through their steps, rollback.
+//! - [`rollout`]: one deployment action: scaling, rolling replacement, stopping.
+//! - [`changes`]: storing a new app version, the steps it needs, the deployment lock.
+//! - [`render`]: app JSON for reads, built from cached pieces outside the lock.
 //! - [`apps`], [`tasks`], [`groups`], [`info`]: the REST endpoints.
 //!
 //! Simulator conventions (labels on an app):
@@ -17,12 +20,15 @@
 #![allow(clippy::result_large_err)]
 
 mod apps;
+mod changes;
 mod deployments;
 mod groups;
 mod http;
 mod info;
 mod lifecycle;
 mod model;
+mod render;
+mod rollout;
 mod tasks;
 mod validate;
 

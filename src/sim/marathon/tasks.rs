@@ -8,11 +8,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::apps::{render, steps_for, take_lock, Embed};
+use super::changes::{steps_for, take_lock};
 use super::deployments::{self, ActionKind};
 use super::http::{self, Query};
 use super::lifecycle;
 use super::model::task_value;
+use super::render::{render, Embed};
 use super::State as MarathonState;
 use crate::sim::clock::timestamp;
 use crate::sim::Sim;
@@ -228,7 +229,7 @@ pub async fn delete_many(
 /// `GET /v2/queue`: apps with fewer live tasks than instances.
 pub async fn queue(State(sim): State<Arc<Sim>>) -> Response {
     let mut state = sim.marathon.state.lock();
-    let deployments = super::apps::deployments_by_app(&state);
+    let deployments = super::render::deployments_by_app(&state);
     let since = timestamp();
     let mut queue = Vec::new();
     for app in state.apps.values_mut().filter(|a| !a.deleted) {
