@@ -431,3 +431,63 @@ async fn sim_deployment_fail_label() {
     );
     assert!(seen.last().unwrap().1["reason"].is_string());
 }
+
+#[tokio::test]
+async fn hooks_lose_task_and_set_health() {
+    let (sim, client) = start(0.0).await;
+    let mut events = sim.sim.bus.subscribe();
+    let body = call(
+        &sim,
+        &client,
+        Method::POST,
+        "/v2/apps",
+        json!({ "id": "/hooks", "cmd": "run", "instances": 2,
+            "healthChecks": [{ "protocol": "HTTP", "gracePeriodSeconds": 1 }] }),
+    )
+    .await;
+    until_end(&mut events, &deployment_id(&body)).await;
+    let tasks = sim.sim.marathon.app_tasks("/hooks");
+    assert!(tasks.iter().all(|t| t.healthy == Some(true)));
+
+    assert!(sim
+        .sim
+        .marathon
+        .set_task_health(&sim.sim, &tasks[0].task_id, false));
+    let kinds: Vec<String> = (0..3)
+        .map(|_| events.try_recv().unwrap().event_type.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "failed_health_check_event",
+            "instance_health_changed_event",
+            "health_status_changed_event"
+        ]
+    );
+    assert_eq!(sim.sim.marathon.app_tasks("/hooks")[0].healthy, Some(false));
+    assert!(sim
+        .sim
+        .marathon
+        .set_task_health(&sim.sim, &tasks[0].task_id, true));
+
+    assert!(sim.sim.marathon.lose_task(&sim.sim, &tasks[1].task_id));
+    let mut lost = Vec::new();
+    while lost.len() < 2 {
+        let event = events.recv().await.unwrap();
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        if event.event_type == "status_update_event" && data["taskId"] == tasks[1].task_id.as_str()
+        {
+            lost.push(data["taskStatus"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(lost, ["TASK_UNREACHABLE", "TASK_GONE"]);
+    for _ in 0..500 {
+        let now = sim.sim.marathon.app_tasks("/hooks");
+        if now.len() == 2 && now.iter().all(|t| t.healthy == Some(true)) {
+            assert!(now.iter().all(|t| t.task_id != tasks[1].task_id));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no replacement");
+}

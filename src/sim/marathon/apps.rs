@@ -9,14 +9,13 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::changes::{steps_for, take_lock, upsert};
+use super::changes::{begin_change, steps_for, upsert};
 use super::deployments::{self, ActionKind};
 use super::http::{self, Query};
 use super::model::App;
 use super::render::{join, one, render, render_where, Embed};
 use super::validate::{canonical, check_app, strip_read_only, with_defaults};
 use super::{publish_api_change, tasks};
-use crate::sim::clock::timestamp;
 use crate::sim::Sim;
 
 /// Marathon's label selector, simplified: comma-separated `key`, `key==value`, `key!=value`.
@@ -104,11 +103,12 @@ fn app_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
     }
 }
 
-fn base_path(uri: &OriginalUri) -> String {
+/// `Location: <prefix>/v2/apps<id>` (the prefix being `/service/marathon` behind DC/OS).
+fn set_location(response: &mut Response, uri: &OriginalUri, id: &str) {
     let path = uri.0.path();
-    match path.find("/v2/apps") {
-        Some(i) => path[..i].to_string(),
-        None => String::new(),
+    let base = path.find("/v2/apps").map_or("", |i| &path[..i]);
+    if let Ok(value) = HeaderValue::from_str(&format!("{base}/v2/apps{id}")) {
+        response.headers_mut().insert(header::LOCATION, value);
     }
 }
 
@@ -137,15 +137,10 @@ pub async fn create(
             format!("An app with id [{id}] already exists."),
         );
     }
-    if let Err(response) = take_lock(
-        &sim,
-        &mut state,
-        std::slice::from_ref(&id),
-        query.flag("force", false),
-    ) {
-        return response;
-    }
-    let version = timestamp();
+    let version = match begin_change(&sim, &mut state, &id, query.flag("force", false)) {
+        Ok(version) => version,
+        Err(response) => return response,
+    };
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
     let app = state.apps.get_mut(&id).expect("just stored");
@@ -174,10 +169,7 @@ pub async fn create(
     let mut out = String::new();
     rendered.write(&mut out);
     let mut response = http::raw(StatusCode::CREATED, out);
-    let location = format!("{}/v2/apps{id}", base_path(&uri));
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
+    set_location(&mut response, &uri, &id);
     response
 }
 
@@ -251,15 +243,10 @@ fn update(
     if !violations.is_empty() {
         return http::invalid(&violations);
     }
-    if let Err(response) = take_lock(
-        sim,
-        &mut state,
-        std::slice::from_ref(&id),
-        query.flag("force", false),
-    ) {
-        return response;
-    }
-    let version = timestamp();
+    let version = match begin_change(sim, &mut state, &id, query.flag("force", false)) {
+        Ok(version) => version,
+        Err(response) => return response,
+    };
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
     let app = Value::Object(state.apps[&id].def.clone());
@@ -269,16 +256,16 @@ fn update(
         sim,
         &mut state,
         steps_for(kind, &id),
-        vec![(id, original)],
+        vec![(id.clone(), original)],
         &version,
     );
     drop(state);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    http::deployment_result(status, &deployment, &version)
+    if !created {
+        return http::deployment_result(StatusCode::OK, &deployment, &version);
+    }
+    let mut response = http::deployment_result(StatusCode::CREATED, &deployment, &version);
+    set_location(&mut response, uri, &id);
+    response
 }
 
 /// `DELETE /v2/apps/{id}`, `/v2/apps/{id}/tasks`, `/v2/apps/{id}/tasks/{taskId}`.
@@ -301,15 +288,10 @@ pub async fn delete_path(
         return http::app_not_found(&id);
     };
     let original = app.def.clone();
-    if let Err(response) = take_lock(
-        &sim,
-        &mut state,
-        std::slice::from_ref(&id),
-        query.flag("force", true),
-    ) {
-        return response;
-    }
-    let version = timestamp();
+    let version = match begin_change(&sim, &mut state, &id, query.flag("force", true)) {
+        Ok(version) => version,
+        Err(response) => return response,
+    };
     publish_api_change(
         &sim,
         uri.0.path(),
@@ -347,15 +329,10 @@ pub async fn post_path(
         return http::app_not_found(&id);
     };
     let mut def = app.def.clone();
-    if let Err(response) = take_lock(
-        &sim,
-        &mut state,
-        std::slice::from_ref(&id),
-        query.flag("force", false),
-    ) {
-        return response;
-    }
-    let version = timestamp();
+    let version = match begin_change(&sim, &mut state, &id, query.flag("force", false)) {
+        Ok(version) => version,
+        Err(response) => return response,
+    };
     let original = def.clone();
     def.insert("version".into(), json!(version));
     def.insert(

@@ -7,6 +7,7 @@ use super::deployments::{self, Action, ActionKind};
 use super::http;
 use super::model::App;
 use super::State as MarathonState;
+use crate::sim::clock::timestamp;
 use crate::sim::Sim;
 use axum::response::Response;
 
@@ -90,4 +91,16 @@ pub fn take_lock(
         "The deployment was cancelled by a forced change",
     );
     Ok(())
+}
+
+/// Takes the deployment lock of one app for a change (see [`take_lock`]); answers the version
+/// (timestamp) of the change.
+pub fn begin_change(
+    sim: &Sim,
+    state: &mut MarathonState,
+    id: &str,
+    force: bool,
+) -> Result<String, Response> {
+    take_lock(sim, state, &[id.to_string()], force)?;
+    Ok(timestamp())
 }

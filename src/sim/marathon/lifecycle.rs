@@ -140,43 +140,51 @@ async fn progress(sim: Arc<Sim>, app_id: String, task_id: String) {
     } else {
         sim.clock.sleep(Duration::from_secs_f64(delay)).await;
     }
-    health_result(&sim, &app_id, &task_id, !fail);
+    health_result(&sim, &app_id, &task_id, !fail, true);
 }
 
-/// Moves a live task to `next`; false if it is gone or being killed.
-fn advance(sim: &Sim, app_id: &str, task_id: &str, next: TaskState) -> bool {
-    let mut state = sim.marathon.state.lock();
+/// Moves a live task to `next` (with its events); false if it is gone, terminal or being killed.
+fn transition(sim: &Sim, state: &mut State, app_id: &str, task_id: &str, next: TaskState) -> bool {
     let Some(app) = state.apps.get_mut(app_id) else {
         return false;
     };
-    let Some(task) = app.tasks.iter_mut().find(|t| t.id == task_id) else {
+    let Some(task) = app.tasks.iter_mut().find(|t| t.id == task_id && t.alive()) else {
         return false;
     };
-    if !task.alive() {
-        return false;
-    }
     task.state = next;
     if next == TaskState::Running {
         task.started_at = Some(timestamp());
     }
     publish_state(sim, task, "");
     app.tasks_json = None;
-    drop(state);
-    sim.marathon.notify();
     true
 }
 
-fn health_result(sim: &Arc<Sim>, app_id: &str, task_id: &str, alive: bool) {
+fn advance(sim: &Sim, app_id: &str, task_id: &str, next: TaskState) -> bool {
+    let moved = transition(sim, &mut sim.marathon.state.lock(), app_id, task_id, next);
+    sim.marathon.notify();
+    moved
+}
+
+/// Records a health check result with its events; a failing task is killed when `kill_unhealthy`.
+/// False if the task is not running.
+fn health_result(
+    sim: &Arc<Sim>,
+    app_id: &str,
+    task_id: &str,
+    alive: bool,
+    kill_unhealthy: bool,
+) -> bool {
     let mut state = sim.marathon.state.lock();
     let Some(app) = state.apps.get_mut(app_id) else {
-        return;
+        return false;
     };
     let health_check = app.def["healthChecks"][0].clone();
     let Some(task) = app.tasks.iter_mut().find(|t| t.id == task_id) else {
-        return;
+        return false;
     };
     if task.state != TaskState::Running {
-        return;
+        return false;
     }
     let now = timestamp();
     task.health = Some(if alive {
@@ -224,7 +232,7 @@ fn health_result(sim: &Arc<Sim>, app_id: &str, task_id: &str, alive: bool) {
             "alive": alive,
         }),
     );
-    if !alive {
+    if !alive && kill_unhealthy {
         sim.bus.publish(
             "unhealthy_instance_kill_event",
             json!({
@@ -241,23 +249,46 @@ fn health_result(sim: &Arc<Sim>, app_id: &str, task_id: &str, alive: bool) {
     }
     drop(state);
     sim.marathon.notify();
+    true
+}
+
+fn app_of(sim: &Sim, task_id: &str) -> Option<String> {
+    let state = sim.marathon.state.lock();
+    state
+        .apps
+        .values()
+        .find(|a| a.tasks.iter().any(|t| t.id == task_id && t.alive()))
+        .map(|a| a.id.clone())
+}
+
+/// See [`super::Marathon::set_task_health`].
+pub fn set_health(sim: &Arc<Sim>, task_id: &str, alive: bool) -> bool {
+    app_of(sim, task_id).is_some_and(|app| health_result(sim, &app, task_id, alive, false))
+}
+
+/// See [`super::Marathon::lose_task`].
+pub fn lose(sim: &Arc<Sim>, task_id: &str) -> bool {
+    let Some(app_id) = app_of(sim, task_id) else {
+        return false;
+    };
+    if !transition(
+        sim,
+        &mut sim.marathon.state.lock(),
+        &app_id,
+        task_id,
+        TaskState::Unreachable,
+    ) {
+        return false;
+    }
+    finish(sim, &app_id, task_id, TaskState::Gone, "Agent was lost")
 }
 
 /// Starts killing a live task (KILLING now, KILLED a moment later, then removed). False if the
 /// task is not alive.
 pub fn kill(sim: &Arc<Sim>, state: &mut State, app_id: &str, task_id: &str) -> bool {
-    let Some(app) = state.apps.get_mut(app_id) else {
-        return false;
-    };
-    let Some(task) = app.tasks.iter_mut().find(|t| t.id == task_id) else {
-        return false;
-    };
-    if !task.alive() {
+    if !transition(sim, state, app_id, task_id, TaskState::Killing) {
         return false;
     }
-    task.state = TaskState::Killing;
-    publish_state(sim, task, "");
-    app.tasks_json = None;
     let (sim2, app_id2, task_id2) = (sim.clone(), app_id.to_string(), task_id.to_string());
     tokio::spawn(async move {
         sim2.clock.sleep(KILL).await;
@@ -280,7 +311,7 @@ fn finish(sim: &Arc<Sim>, app_id: &str, task_id: &str, end: TaskState, message: 
     app.tasks_json = None;
     task.state = end;
     publish_state(sim, &task, message);
-    if end == TaskState::Failed {
+    if matches!(end, TaskState::Failed | TaskState::Gone) {
         app.last_task_failure = Some(json!({
             "appId": app_id,
             "host": task.host(),
@@ -300,19 +331,24 @@ fn finish(sim: &Arc<Sim>, app_id: &str, task_id: &str, end: TaskState, message: 
 }
 
 /// An app deleted by the API whose stop deployment was cancelled: Marathon still kills its
-/// tasks; once none is left it is gone (`app_terminated_event`).
+/// tasks; once none is left it is gone.
 pub fn reap_deleted(sim: &Arc<Sim>, state: &mut State, app_id: &str) {
-    if state.deployments.iter().any(|d| d.affects(app_id)) {
-        return;
+    if !state.deployments.iter().any(|d| d.affects(app_id)) {
+        stop_deleted(sim, state, app_id);
     }
+}
+
+/// Kills every task of a deleted app; once none is left, removes it (`app_terminated_event`).
+/// True when it is gone (or was never deleted).
+pub fn stop_deleted(sim: &Arc<Sim>, state: &mut State, app_id: &str) -> bool {
     let Some(app) = state.apps.get(app_id).filter(|a| a.deleted) else {
-        return;
+        return true;
     };
     if app.tasks.is_empty() {
         state.apps.remove(app_id);
         sim.bus
             .publish("app_terminated_event", json!({ "appId": app_id }));
-        return;
+        return true;
     }
     let alive: Vec<String> = app
         .tasks
@@ -323,19 +359,12 @@ pub fn reap_deleted(sim: &Arc<Sim>, state: &mut State, app_id: &str) {
     for task in alive {
         kill(sim, state, app_id, &task);
     }
+    false
 }
 
 /// A task dies on its own (no API call): terminal state, events, then a replacement.
 pub fn terminate(sim: &Arc<Sim>, task_id: &str, end: TaskState, message: &str) -> bool {
-    let app_id = {
-        let state = sim.marathon.state.lock();
-        state
-            .apps
-            .values()
-            .find(|a| a.tasks.iter().any(|t| t.id == task_id && t.alive()))
-            .map(|a| a.id.clone())
-    };
-    match app_id {
+    match app_of(sim, task_id) {
         Some(app_id) => finish(sim, &app_id, task_id, end, message),
         None => false,
     }

@@ -153,10 +153,17 @@ impl Marathon {
         lifecycle::terminate(sim, task_id, TaskState::Failed, "Simulated task failure")
     }
 
-    /// Makes a task's agent lose it (reported as `TASK_FAILED`, as Marathon does after a
-    /// `TASK_LOST`); a replacement follows. False if there is no such live task.
+    /// Makes a task's agent disappear: `TASK_UNREACHABLE` (condition `Unreachable`), then
+    /// `TASK_GONE` (`Gone`), then a replacement. False if there is no such live task.
     pub fn lose_task(&self, sim: &Arc<Sim>, task_id: &str) -> bool {
-        lifecycle::terminate(sim, task_id, TaskState::Failed, "Task was lost")
+        lifecycle::lose(sim, task_id)
+    }
+
+    /// Sets a running task's health check result (with `instance_health_changed_event`,
+    /// `health_status_changed_event`, and `failed_health_check_event` when failing) without
+    /// killing it. False if there is no such running task.
+    pub fn set_task_health(&self, sim: &Arc<Sim>, task_id: &str, alive: bool) -> bool {
+        lifecycle::set_health(sim, task_id, alive)
     }
 
     /// Waits until no deployment is running (tests).

@@ -24,6 +24,8 @@ pub enum TaskState {
     Killing,
     Killed,
     Failed,
+    Unreachable,
+    Gone,
 }
 
 impl TaskState {
@@ -36,6 +38,8 @@ impl TaskState {
             TaskState::Killing => "TASK_KILLING",
             TaskState::Killed => "TASK_KILLED",
             TaskState::Failed => "TASK_FAILED",
+            TaskState::Unreachable => "TASK_UNREACHABLE",
+            TaskState::Gone => "TASK_GONE",
         }
     }
 
@@ -48,6 +52,8 @@ impl TaskState {
             TaskState::Killing => "Killing",
             TaskState::Killed => "Killed",
             TaskState::Failed => "Failed",
+            TaskState::Unreachable => "Unreachable",
+            TaskState::Gone => "Gone",
         }
     }
 }

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::deployments::{Action, ActionKind};
 use super::lifecycle;
 use super::model::{Task, TaskState};
@@ -24,7 +22,7 @@ pub async fn converge(sim: &Arc<Sim>, id: &str, action: &Action) -> bool {
             }
             let done = match action.kind {
                 ActionKind::Start => true,
-                ActionKind::Stop => stop_step(sim, &mut state, &action.app),
+                ActionKind::Stop => lifecycle::stop_deleted(sim, &mut state, &action.app),
                 ActionKind::Scale | ActionKind::Restart => {
                     replace_step(sim, &mut state, &action.app)
                 }
@@ -35,32 +33,6 @@ pub async fn converge(sim: &Arc<Sim>, id: &str, action: &Action) -> bool {
         }
         notified.await;
     }
-}
-
-/// Kills every task of a deleted app; once none is left, removes it (`app_terminated_event`).
-fn stop_step(sim: &Arc<Sim>, state: &mut MarathonState, app_id: &str) -> bool {
-    let Some(app) = state.apps.get(app_id) else {
-        return true;
-    };
-    if !app.deleted {
-        return true;
-    }
-    if app.tasks.is_empty() {
-        state.apps.remove(app_id);
-        sim.bus
-            .publish("app_terminated_event", json!({ "appId": app_id }));
-        return true;
-    }
-    let alive: Vec<String> = app
-        .tasks
-        .iter()
-        .filter(|t| t.alive())
-        .map(|t| t.id.clone())
-        .collect();
-    for task in alive {
-        lifecycle::kill(sim, state, app_id, &task);
-    }
-    false
 }
 
 /// One round of scaling / rolling replacement, within the app's upgrade strategy. True when the

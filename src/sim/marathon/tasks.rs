@@ -119,17 +119,26 @@ pub fn kill_app_tasks(sim: &Arc<Sim>, app_id: &str, query: &Query) -> Response {
         .filter(|t| t.alive() && host.is_none_or(|h| h == "*" || t.host() == h))
         .map(|t| t.id.clone())
         .collect();
+    kill_and_answer(sim, &mut state, app_id, &ids, query, false)
+}
+
+/// Kills tasks of one app and answers: the deployment when scaling, else `{"tasks":[…]}` (or
+/// `{"task":…}` for a single task).
+fn kill_and_answer(
+    sim: &Arc<Sim>,
+    state: &mut MarathonState,
+    app_id: &str,
+    ids: &[String],
+    query: &Query,
+    single: bool,
+) -> Response {
     let scale = query.flag("scale", false);
-    match kill(
-        sim,
-        &mut state,
-        app_id,
-        &ids,
-        scale,
-        query.flag("force", false),
-    ) {
+    match kill(sim, state, app_id, ids, scale, query.flag("force", false)) {
         Err(response) => response,
         Ok((_, Some((id, version)))) => http::deployment_result(StatusCode::OK, &id, &version),
+        Ok((mut tasks, None)) if single => {
+            http::json(StatusCode::OK, &json!({ "task": tasks.pop() }))
+        }
         Ok((tasks, None)) => http::json(StatusCode::OK, &json!({ "tasks": tasks })),
     }
 }
@@ -150,19 +159,7 @@ pub fn kill_app_task(sim: &Arc<Sim>, app_id: &str, task_id: &str, query: &Query)
     if !app.tasks.iter().any(|t| t.id == task_id && t.alive()) {
         return http::task_not_found(task_id);
     }
-    let ids = [task_id.to_string()];
-    match kill(
-        sim,
-        &mut state,
-        app_id,
-        &ids,
-        scale,
-        query.flag("force", false),
-    ) {
-        Err(response) => response,
-        Ok((_, Some((id, version)))) => http::deployment_result(StatusCode::OK, &id, &version),
-        Ok((mut tasks, None)) => http::json(StatusCode::OK, &json!({ "task": tasks.pop() })),
-    }
+    kill_and_answer(sim, &mut state, app_id, &[task_id.to_string()], query, true)
 }
 
 /// `POST /v2/tasks/delete?scale=&force=` with `{"ids":[…]}`.
