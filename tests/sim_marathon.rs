@@ -167,11 +167,13 @@ async fn errors_match_marathon() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let deployment = body["deployments"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(
+        api.sim.sim.marathon.deployment_ids(),
+        vec![deployment.clone()]
+    );
+    assert_eq!(
         body["message"],
-        format!(
-            "App is locked by one or more deployments. Override with the option '?force=true'. \
-             View details at '/v2/deployments/{deployment}'."
-        )
+        "App is locked by one or more deployments. Override with the option '?force=true'. \
+         View details at '/v2/deployments/<DEPLOYMENT_ID>'."
     );
     let mut events = api.sim.sim.bus.subscribe();
     let (status, headers, body) = api

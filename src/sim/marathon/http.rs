@@ -61,9 +61,9 @@ pub fn invalid(violations: &[(String, String)]) -> Response {
     )
 }
 
-/// 409 for an app that a running deployment holds.
+/// 409 for an app that a running deployment holds. Marathon's message carries the literal
+/// placeholder `<DEPLOYMENT_ID>`; the ids are only in `deployments`.
 pub fn locked(deployment_ids: &[String]) -> Response {
-    let ids = deployment_ids.join(", ");
     let deployments: Vec<Value> = deployment_ids
         .iter()
         .map(|id| json!({ "id": id }))
@@ -71,10 +71,8 @@ pub fn locked(deployment_ids: &[String]) -> Response {
     json(
         StatusCode::CONFLICT,
         &json!({
-            "message": format!(
-                "App is locked by one or more deployments. Override with the option '?force=true'. \
-                 View details at '/v2/deployments/{ids}'."
-            ),
+            "message": "App is locked by one or more deployments. Override with the option \
+                        '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
             "deployments": deployments,
         }),
     )
