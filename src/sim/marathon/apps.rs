@@ -9,13 +9,13 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::changes::{begin_change, steps_for, upsert};
+use super::changes::{begin_change, deploy_change, upsert};
 use super::deployments::{self, ActionKind};
 use super::http::{self, Query};
 use super::model::App;
 use super::render::{join, one, render, render_where, Embed};
+use super::tasks;
 use super::validate::{canonical, check_app, strip_read_only, with_defaults};
-use super::{publish_api_change, tasks};
 use crate::sim::Sim;
 
 /// Marathon's label selector, simplified: comma-separated `key`, `key==value`, `key!=value`.
@@ -143,18 +143,13 @@ pub async fn create(
     };
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
-    let app = state.apps.get_mut(&id).expect("just stored");
-    publish_api_change(
-        &sim,
-        uri.0.path(),
-        &Value::Object(app.def.clone()),
-        &version,
-    );
-    let deployment = deployments::start(
+    let deployment = deploy_change(
         &sim,
         &mut state,
-        steps_for(kind, &id),
-        vec![(id.clone(), original)],
+        uri.0.path(),
+        &id,
+        kind,
+        original,
         &version,
     );
     let app = state.apps.get_mut(&id).expect("just stored");
@@ -249,16 +244,8 @@ fn update(
     };
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
-    let app = Value::Object(state.apps[&id].def.clone());
-    publish_api_change(sim, uri.0.path(), &app, &version);
     let created = original.is_none();
-    let deployment = deployments::start(
-        sim,
-        &mut state,
-        steps_for(kind, &id),
-        vec![(id.clone(), original)],
-        &version,
-    );
+    let deployment = deploy_change(sim, &mut state, uri.0.path(), &id, kind, original, &version);
     drop(state);
     if !created {
         return http::deployment_result(StatusCode::OK, &deployment, &version);
@@ -292,22 +279,18 @@ pub async fn delete_path(
         Ok(version) => version,
         Err(response) => return response,
     };
-    publish_api_change(
+    let deployment = deploy_change(
         &sim,
+        &mut state,
         uri.0.path(),
-        &Value::Object(original.clone()),
+        &id,
+        ActionKind::Stop,
+        Some(original),
         &version,
     );
     if let Some(app) = state.apps.get_mut(&id) {
         app.deleted = true;
     }
-    let deployment = deployments::start(
-        &sim,
-        &mut state,
-        steps_for(ActionKind::Stop, &id),
-        vec![(id, Some(original))],
-        &version,
-    );
     drop(state);
     http::deployment_result(StatusCode::OK, &deployment, &version)
 }
@@ -341,17 +324,13 @@ pub async fn post_path(
     );
     let app = state.apps.get_mut(&id).expect("checked");
     app.set_def(def);
-    publish_api_change(
-        &sim,
-        uri.0.path(),
-        &Value::Object(app.def.clone()),
-        &version,
-    );
-    let deployment = deployments::start(
+    let deployment = deploy_change(
         &sim,
         &mut state,
-        steps_for(ActionKind::Restart, &id),
-        vec![(id, Some(original))],
+        uri.0.path(),
+        &id,
+        ActionKind::Restart,
+        Some(original),
         &version,
     );
     drop(state);

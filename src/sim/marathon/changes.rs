@@ -1,6 +1,8 @@
 //! Changing apps: storing a new definition (with its version), the steps a change needs, and the
 //! deployment lock.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use super::deployments::{self, Action, ActionKind};
@@ -103,4 +105,41 @@ pub fn begin_change(
 ) -> Result<String, Response> {
     take_lock(sim, state, &[id.to_string()], force)?;
     Ok(timestamp())
+}
+
+/// Announces an API change of one app (`api_post_event` with its definition as it now is, then
+/// `group_change_success`) and starts the deployment carrying it out; answers the deployment id.
+pub fn deploy_change(
+    sim: &Arc<Sim>,
+    state: &mut MarathonState,
+    uri: &str,
+    id: &str,
+    kind: ActionKind,
+    original: Option<Map<String, Value>>,
+    version: &str,
+) -> String {
+    let definition = state
+        .apps
+        .get(id)
+        .map_or(Value::Null, |a| Value::Object(a.def.clone()));
+    publish_api_change(sim, uri, &definition, version);
+    deployments::start(
+        sim,
+        state,
+        steps_for(kind, id),
+        vec![(id.to_string(), original)],
+        version,
+    )
+}
+
+/// The `api_post_event` and `group_change_success` of an API change.
+pub fn publish_api_change(sim: &Sim, uri: &str, app: &Value, version: &str) {
+    sim.bus.publish(
+        "api_post_event",
+        json!({ "clientIp": "127.0.0.1", "uri": uri, "appDefinition": app }),
+    );
+    sim.bus.publish(
+        "group_change_success",
+        json!({ "groupId": "/", "version": version }),
+    );
 }

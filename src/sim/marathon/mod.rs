@@ -38,7 +38,6 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::{Sim, SimConfig};
@@ -212,16 +211,4 @@ pub fn routes() -> Router<Arc<Sim>> {
             get(groups::get).put(groups::put).delete(groups::delete),
         )
         .route("/v2/queue", get(tasks::queue))
-}
-
-/// The `api_post_event` and `group_change_success` of an API change.
-pub(crate) fn publish_api_change(sim: &Sim, uri: &str, app: &Value, version: &str) {
-    sim.bus.publish(
-        "api_post_event",
-        json!({ "clientIp": "127.0.0.1", "uri": uri, "appDefinition": app }),
-    );
-    sim.bus.publish(
-        "group_change_success",
-        json!({ "groupId": "/", "version": version }),
-    );
 }
