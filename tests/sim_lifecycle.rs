@@ -38,6 +38,19 @@ async fn call(sim: &SimHandle, client: &Client, method: Method, path: &str, body
     response.json().await.unwrap()
 }
 
+/// Makes a change and answers its events up to the end of the deployment it started.
+async fn deploy(
+    sim: &SimHandle,
+    client: &Client,
+    events: &mut Receiver<Arc<SimEvent>>,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> Vec<(String, Value)> {
+    let body = call(sim, client, method, path, body).await;
+    until_end(events, &deployment_id(&body)).await
+}
+
 /// Events up to and including the `deployment_success` / `deployment_failed` of `deployment`.
 async fn until_end(events: &mut Receiver<Arc<SimEvent>>, deployment: &str) -> Vec<(String, Value)> {
     let mut seen = Vec::new();
@@ -90,15 +103,15 @@ fn deployment_id(body: &Value) -> String {
 async fn create_scale_restart_destroy_event_sequence() {
     let (sim, client) = start(0.0).await;
     let mut events = sim.sim.bus.subscribe();
-    let body = call(
+    let created = deploy(
         &sim,
         &client,
+        &mut events,
         Method::POST,
         "/v2/apps",
         json!({ "id": "/prod/web/api-v001", "cmd": "run", "instances": 2 }),
     )
     .await;
-    let created = until_end(&mut events, &deployment_id(&body)).await;
     let kinds = types(&created);
     assert_eq!(
         kinds[..3],
@@ -148,15 +161,15 @@ async fn create_scale_restart_destroy_event_sequence() {
         assert!(changed[field].is_string(), "{field}");
     }
 
-    let body = call(
+    let scaled = deploy(
         &sim,
         &client,
+        &mut events,
         Method::PUT,
         "/v2/apps/prod/web/api-v001",
         json!({ "instances": 3 }),
     )
     .await;
-    let scaled = until_end(&mut events, &deployment_id(&body)).await;
     assert_eq!(
         scaled[2].1["plan"]["steps"][0]["actions"][0]["action"],
         "ScaleApplication"
@@ -164,15 +177,15 @@ async fn create_scale_restart_destroy_event_sequence() {
     let states = task_states(&scaled);
     assert_eq!(states.len(), 1);
 
-    let body = call(
+    let restarted = deploy(
         &sim,
         &client,
+        &mut events,
         Method::POST,
         "/v2/apps/prod/web/api-v001/restart",
         json!({}),
     )
     .await;
-    let restarted = until_end(&mut events, &deployment_id(&body)).await;
     assert_eq!(
         restarted[2].1["plan"]["steps"][0]["actions"][0]["action"],
         "RestartApplication"
@@ -187,15 +200,15 @@ async fn create_scale_restart_destroy_event_sequence() {
         .all(|s| *s == &["TASK_KILLING", "TASK_KILLED"]));
     assert_running_at_least(&restarted, 3, 3);
 
-    let body = call(
+    let destroyed = deploy(
         &sim,
         &client,
+        &mut events,
         Method::DELETE,
         "/v2/apps/prod/web/api-v001",
         json!({}),
     )
     .await;
-    let destroyed = until_end(&mut events, &deployment_id(&body)).await;
     let kinds = types(&destroyed);
     let terminated = kinds
         .iter()
@@ -258,25 +271,25 @@ async fn restart_respects_upgrade_strategy() {
         ("/wide", 1.0, 0.5, 4, 6),
     ] {
         let mut events = sim.sim.bus.subscribe();
-        let body = call(
+        deploy(
             &sim,
             &client,
+            &mut events,
             Method::POST,
             "/v2/apps",
             json!({ "id": id, "cmd": "run", "instances": 4,
                 "upgradeStrategy": { "minimumHealthCapacity": min, "maximumOverCapacity": over } }),
         )
         .await;
-        until_end(&mut events, &deployment_id(&body)).await;
-        let body = call(
+        let restart = deploy(
             &sim,
             &client,
+            &mut events,
             Method::PUT,
             &format!("/v2/apps{id}"),
             json!({ "cmd": "run --new" }),
         )
         .await;
-        let restart = until_end(&mut events, &deployment_id(&body)).await;
         assert_eq!(*types(&restart).last().unwrap(), "deployment_success");
         assert_running_at_least(&restart, 4, floor);
         let max = max_alive(&restart, 4);
@@ -295,25 +308,25 @@ async fn scale_down_follows_kill_selection() {
     let (sim, client) = start(0.0).await;
     for (id, selection) in [("/young", "YOUNGEST_FIRST"), ("/old", "OLDEST_FIRST")] {
         let mut events = sim.sim.bus.subscribe();
-        let body = call(
+        deploy(
             &sim,
             &client,
+            &mut events,
             Method::POST,
             "/v2/apps",
             json!({ "id": id, "cmd": "run", "instances": 3, "killSelection": selection }),
         )
         .await;
-        until_end(&mut events, &deployment_id(&body)).await;
         let before = sim.sim.marathon.app_tasks(id);
-        let body = call(
+        deploy(
             &sim,
             &client,
+            &mut events,
             Method::PATCH,
             &format!("/v2/apps{id}"),
             json!({ "instances": 1 }),
         )
         .await;
-        until_end(&mut events, &deployment_id(&body)).await;
         let after = sim.sim.marathon.app_tasks(id);
         assert_eq!(after.len(), 1);
         let kept = if selection == "YOUNGEST_FIRST" {
@@ -329,16 +342,16 @@ async fn scale_down_follows_kill_selection() {
 async fn health_checks_turn_healthy() {
     let (sim, client) = start(0.0).await;
     let mut events = sim.sim.bus.subscribe();
-    let body = call(
+    let seen = deploy(
         &sim,
         &client,
+        &mut events,
         Method::POST,
         "/v2/apps",
         json!({ "id": "/h", "cmd": "run", "instances": 2,
             "healthChecks": [{ "protocol": "MESOS_HTTP", "path": "/", "gracePeriodSeconds": 5 }] }),
     )
     .await;
-    let seen = until_end(&mut events, &deployment_id(&body)).await;
     let healthy: Vec<_> = seen
         .iter()
         .filter(|(t, _)| t == "instance_health_changed_event")
@@ -415,15 +428,15 @@ async fn failing_health_checks_kill_and_never_finish() {
 async fn sim_deployment_fail_label() {
     let (sim, client) = start(0.0).await;
     let mut events = sim.sim.bus.subscribe();
-    let body = call(
+    let seen = deploy(
         &sim,
         &client,
+        &mut events,
         Method::POST,
         "/v2/apps",
         json!({ "id": "/doomed", "cmd": "run", "labels": { "SIM_DEPLOYMENT": "fail" } }),
     )
     .await;
-    let seen = until_end(&mut events, &deployment_id(&body)).await;
     let kinds = types(&seen);
     assert_eq!(
         kinds[kinds.len() - 2..],
@@ -436,16 +449,16 @@ async fn sim_deployment_fail_label() {
 async fn hooks_lose_task_and_set_health() {
     let (sim, client) = start(0.0).await;
     let mut events = sim.sim.bus.subscribe();
-    let body = call(
+    deploy(
         &sim,
         &client,
+        &mut events,
         Method::POST,
         "/v2/apps",
         json!({ "id": "/hooks", "cmd": "run", "instances": 2,
             "healthChecks": [{ "protocol": "HTTP", "gracePeriodSeconds": 1 }] }),
     )
     .await;
-    until_end(&mut events, &deployment_id(&body)).await;
     let tasks = sim.sim.marathon.app_tasks("/hooks");
     assert!(tasks.iter().all(|t| t.healthy == Some(true)));
 
