@@ -149,6 +149,7 @@ struct TaskJson<'a> {
     started_at: Option<&'a str>,
     version: &'a str,
     ports: &'a [u32],
+    #[serde(skip_serializing_if = "<[u32]>::is_empty")]
     service_ports: &'a [u32],
     ip_addresses: [IpAddress<'a>; 1],
     #[serde(skip_serializing_if = "Vec::is_empty")]
