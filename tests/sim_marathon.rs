@@ -625,4 +625,17 @@ async fn preload_10000_apps_is_fast() {
     assert!(body.len() > 10_000_000);
     assert!(loaded < Duration::from_secs(10), "{loaded:?}");
     assert!(read < Duration::from_secs(5), "{read:?}");
+
+    // Single-app reads stay cheap with 10,000 apps loaded.
+    let started = std::time::Instant::now();
+    let reads = futures::future::join_all((0..2000).map(|i| {
+        let url = format!("{}/v2/apps/preload/app-{:05}", api.sim.url(), i * 5);
+        let client = api.client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!("2000 app reads in {elapsed:?}");
+    assert!(reads.iter().all(|s| *s == StatusCode::OK));
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
