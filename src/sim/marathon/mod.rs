@@ -1,20 +1,30 @@
 //! Simulated Marathon: apps, tasks, deployments, groups, queue, info, leader, ping, and the timed lifecycle.
 //!
 //! Layout:
-//! - [`model`]: apps, tasks and their JSON.
-//! - [`validate`]: canonical ids, defaults, the 422 checks.
-//! - [`http`]: answers, Marathon's error bodies, query parsing.
-//! - [`lifecycle`]: tasks launching, running, turning healthy, being killed or failing; the events of each.
-//! - [`deployments`]: deployment plans, the runner that goes through their steps, rollback.
-//! - [`rollout`]: one deployment action: scaling, rolling replacement, stopping.
-//! - [`changes`]: storing a new app version, the steps it needs, the deployment lock.
-//! - [`render`]: app JSON for reads, built from cached pieces outside the lock.
-//! - [`apps`], [`tasks`], [`groups`], [`info`]: the REST endpoints.
+//! - `model`: apps, tasks and their JSON.
+//! - `validate`: canonical ids, defaults, the 422 checks.
+//! - `http`: answers, Marathon's error bodies, query parsing.
+//! - `lifecycle`: tasks launching, running, turning healthy, being killed or failing; the events of each.
+//! - `deployments`: deployment plans, the runner that goes through their steps, rollback.
+//! - `rollout`: one deployment action: scaling, rolling replacement, stopping.
+//! - `changes`: storing a new app version, the steps it needs, the deployment lock.
+//! - `render`: app JSON for reads, built from cached pieces outside the lock.
+//! - `apps`, `tasks`, `groups`, `info`: the REST endpoints.
 //!
 //! Simulator conventions (labels on an app):
 //! - `SIM_HEALTH=fail`: health checks fail; Marathon kills and relaunches the tasks forever and the
 //!   deployment never completes.
 //! - `SIM_DEPLOYMENT=fail`: every deployment of the app fails (`deployment_step_failure`, `deployment_failed`).
+//!
+//! Timing at time scale 1 (every delay goes through the scaled clock): STAGING → STARTING → RUNNING
+//! one second per step; a kill takes 0.5 s; health results come `min(gracePeriodSeconds, 3)` s after
+//! RUNNING; a `SIM_DEPLOYMENT=fail` deployment fails after 1 s. Only the `SIM_HEALTH=fail` relaunch
+//! loop has a real-time floor (20 ms per cycle) so that time scale 0 does not spin.
+//!
+//! Hooks for tests (methods on [`Marathon`]): [`Marathon::tasks`] / [`Marathon::app_tasks`] (the
+//! truth of every task), [`Marathon::app_ids`], [`Marathon::deployment_ids`], [`Marathon::settled`],
+//! and changes that are not API calls: [`Marathon::fail_task`], [`Marathon::lose_task`],
+//! [`Marathon::set_task_health`].
 
 // Handlers answer errors as ready `Response`s; they are rare, so their size does not matter.
 #![allow(clippy::result_large_err)]
