@@ -264,3 +264,36 @@ pub fn config_changed(old: &Map<String, Value>, new: &Map<String, Value>) -> boo
     };
     strip(old) != strip(new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_resolve_to_absolute_paths() {
+        assert_eq!(canonical("/", "x"), "/x");
+        assert_eq!(canonical("/", "/a/b/../c"), "/a/c");
+        assert_eq!(canonical("/g", "./x"), "/g/x");
+        assert_eq!(canonical("/g/h", "../x"), "/g/x");
+        assert_eq!(canonical("/", "/a//b/"), "/a/b");
+    }
+
+    #[test]
+    fn id_segments_follow_marathon() {
+        let errors = |id: &str| {
+            let mut out = Vec::new();
+            check_id(id, "/id", &mut out);
+            out
+        };
+        assert!(errors("/prod/web/api-v001").is_empty());
+        assert!(errors("/a.b/c-d").is_empty());
+        assert_eq!(errors("/Upper").len(), 1);
+        assert_eq!(errors("/a-").len(), 1);
+        assert_eq!(errors("/a_b").len(), 1);
+        assert!(errors("/x/restart")[0].1.contains("reserved keywords"));
+        assert_eq!(
+            errors("/")[0].1,
+            "Path must contain at least one path element"
+        );
+    }
+}
