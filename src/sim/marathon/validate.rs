@@ -211,6 +211,11 @@ pub fn with_defaults(mut def: Map<String, Value>, next_port: &mut u32) -> Map<St
             def.insert(key.to_string(), value);
         }
     }
+    if let Some(Value::Array(checks)) = def.get_mut("healthChecks") {
+        for check in checks.iter_mut().filter_map(Value::as_object_mut) {
+            health_check_defaults(check);
+        }
+    }
     let mut strategy = json!({ "minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0 });
     if let Some(given) = def.get("upgradeStrategy").and_then(Value::as_object) {
         for (k, v) in given {
@@ -251,6 +256,32 @@ pub fn with_defaults(mut def: Map<String, Value>, next_port: &mut u32) -> Map<St
         .collect();
     def.insert("portDefinitions".into(), Value::Array(ports));
     def
+}
+
+/// Marathon's health check defaults (HTTP on the first port unless told otherwise).
+fn health_check_defaults(check: &mut Map<String, Value>) {
+    let protocol = check
+        .entry("protocol")
+        .or_insert_with(|| json!("HTTP"))
+        .as_str()
+        .unwrap_or("HTTP")
+        .to_string();
+    for (key, value) in [
+        ("gracePeriodSeconds", json!(300)),
+        ("intervalSeconds", json!(60)),
+        ("timeoutSeconds", json!(20)),
+        ("maxConsecutiveFailures", json!(3)),
+        ("delaySeconds", json!(15)),
+    ] {
+        check.entry(key).or_insert(value);
+    }
+    if protocol != "COMMAND" && protocol != "MESOS_COMMAND" && !check.contains_key("port") {
+        check.entry("portIndex").or_insert(json!(0));
+    }
+    if protocol.contains("HTTP") {
+        check.entry("path").or_insert(json!("/"));
+        check.entry("ipProtocol").or_insert(json!("IPv4"));
+    }
 }
 
 /// True when two definitions differ in more than `instances` (the change needs new tasks).
