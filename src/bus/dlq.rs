@@ -8,15 +8,6 @@ use bytes::Bytes;
 use super::BusError;
 use crate::names;
 
-/// Header: why the request was rejected (one line).
-pub const REASON_HEADER: &str = "Dcos-Dlq-Reason";
-/// Header: the error code (`INVALID_REQUEST`, …).
-pub const ERROR_CODE_HEADER: &str = "Dcos-Error-Code";
-/// Header: the task id of the REJECTED task document.
-pub const TASK_ID_HEADER: &str = "Dcos-Task-Id";
-/// Header: the subject the request was published on.
-pub const ORIGINAL_SUBJECT_HEADER: &str = "Dcos-Original-Subject";
-
 /// One rejected request.
 #[derive(Debug, Clone)]
 pub struct DlqEntry<'a> {
@@ -45,12 +36,15 @@ impl Dlq {
         let subject = names::dlq_subject(&names::token(entry.account));
         let one_line = |s: &str| s.replace(['\r', '\n'], " ");
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("dlq-{}", entry.task_id).as_str());
-        headers.insert(REASON_HEADER, one_line(entry.reason).as_str());
-        headers.insert(ERROR_CODE_HEADER, entry.error_code);
-        headers.insert(TASK_ID_HEADER, entry.task_id);
         headers.insert(
-            ORIGINAL_SUBJECT_HEADER,
+            names::MSG_ID_HEADER,
+            format!("dlq-{}", entry.task_id).as_str(),
+        );
+        headers.insert(names::DLQ_REASON_HEADER, one_line(entry.reason).as_str());
+        headers.insert(names::DLQ_ERROR_CODE_HEADER, entry.error_code);
+        headers.insert(names::DLQ_TASK_ID_HEADER, entry.task_id);
+        headers.insert(
+            names::DLQ_ORIGINAL_SUBJECT_HEADER,
             one_line(entry.original_subject).as_str(),
         );
         headers.insert(names::ACCOUNT_HEADER, entry.account);
