@@ -6,6 +6,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use super::BusError;
+use crate::metrics::Metrics;
 use crate::names;
 
 /// One rejected request.
@@ -23,11 +24,17 @@ pub struct DlqEntry<'a> {
 #[derive(Clone)]
 pub struct Dlq {
     js: jetstream::Context,
+    metrics: Option<Metrics>,
 }
 
 impl Dlq {
     pub fn new(js: jetstream::Context) -> Dlq {
-        Dlq { js }
+        Dlq { js, metrics: None }
+    }
+
+    /// The same queue, counting failed publishes into `metrics`.
+    pub fn with_metrics(self, metrics: Option<Metrics>) -> Dlq {
+        Dlq { metrics, ..self }
     }
 
     /// Stores `entry` on `dcos.dlq.<account>`. Its `Nats-Msg-Id` is `dlq-<task id>`, so a redelivered
@@ -48,9 +55,14 @@ impl Dlq {
             one_line(entry.original_subject).as_str(),
         );
         headers.insert(names::ACCOUNT_HEADER, entry.account);
-        let failed = |e: &dyn std::fmt::Display| BusError::Publish {
-            subject: subject.clone(),
-            message: e.to_string(),
+        let failed = |e: &dyn std::fmt::Display| {
+            if let Some(metrics) = &self.metrics {
+                metrics.nats_publish_error(&subject);
+            }
+            BusError::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            }
         };
         self.js
             .publish_with_headers(subject.clone(), headers, entry.payload)
