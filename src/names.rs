@@ -40,6 +40,15 @@ pub const DLQ_TASK_ID_HEADER: &str = "Dcos-Task-Id";
 /// DLQ header: the subject the request was published on.
 pub const DLQ_ORIGINAL_SUBJECT_HEADER: &str = "Dcos-Original-Subject";
 
+/// Name of the driver's NATS service API: answered on `$SRV.PING|INFO|STATS[.dcos-driver]`.
+pub const SERVICE_NAME: &str = "dcos-driver";
+/// Service endpoint: the request body is a task id, the answer its task document.
+pub const SERVICE_TASK_SUBJECT: &str = "dcos.driver.task";
+/// Service endpoint: the driver's readiness report.
+pub const SERVICE_STATUS_SUBJECT: &str = "dcos.driver.status";
+/// Service endpoint: the 34 operations, and why the unsupported ones are.
+pub const SERVICE_OPERATIONS_SUBJECT: &str = "dcos.driver.operations";
+
 /// Subjects captured by [`OPS_STREAM`].
 pub const OPS_SUBJECTS: &str = "dcos.op.>";
 /// Subjects captured by [`EVENTS_STREAM`].
