@@ -1,7 +1,7 @@
 //! dcos-driver: drive DC/OS (Marathon, Metronome, the DC/OS login) through NATS.
 //!
 //! # Layout
-//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks.
+//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks, the NATS service API.
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.

@@ -12,7 +12,7 @@
 //!    `dcos.task.<account>.<task_id>` (and the `Dcos-Reply-To` inbox); only then is the message acked.
 //!
 //! # Layout
-//! - [`connect`]: the NATS connection (auth, TLS, reconnects).
+//! - [`connect`](mod@connect): the NATS connection (auth, TLS, reconnects).
 //! - [`setup`]: streams, the durable consumer and the KV buckets, created or updated idempotently.
 //! - [`task`]: the task document and [`TaskStore`] (KV + publishing).
 //! - [`request`]: turning a JetStream message into a validated request, or a rejection.
@@ -106,7 +106,8 @@ pub async fn serve(
     .await
 }
 
-/// [`serve`] with explicit settings (tests use short timings).
+/// [`serve`] with explicit settings: tests use short timings, `serve` counts into the driver's
+/// metrics with `BusSettings::from_config(&config.driver).with_metrics(metrics)`.
 pub async fn serve_with(
     client: async_nats::Client,
     config: &Config,

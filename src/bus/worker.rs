@@ -2,7 +2,7 @@
 //! `max_concurrent_operations` at once, and acks each message only after its terminal task document
 //! is stored.
 //!
-//! Ack discipline (each decision in [`Disposition`]):
+//! Ack discipline (each decision in `Disposition`):
 //! - terminal document stored → **Ack**;
 //! - the request can never be valid → DLQ entry + REJECTED document stored → **Term**;
 //! - storing (or the DLQ) failed, the operation asked to retry, or shutdown outlasted the grace
@@ -17,6 +17,10 @@
 //! entry (the request is well-formed, just not allowed here); unsupported operations are answered by
 //! the worker (UNSUPPORTED, `UNSUPPORTED_OPERATION`, the reason from the vocabulary) without the
 //! executor; malformed requests end REJECTED without an ACCEPTED step.
+//!
+//! Metrics (when [`BusSettings::metrics`] is set): every terminal document stored is counted by
+//! operation and status with the time since the driver first took the task, a dead-letter entry once
+//! its REJECTED document is stored, and failed publishes where they fail ([`TaskStore`], `Dlq`).
 
 use std::sync::Arc;
 use std::time::Duration;
