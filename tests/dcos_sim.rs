@@ -50,6 +50,26 @@ async fn cluster(config: SimConfig) -> (SimHandle, DcosClient) {
     (sim, client)
 }
 
+fn password() -> Credentials {
+    Credentials {
+        uid: "driver".into(),
+        password: Some("s3cret".into()),
+        private_key_file: None,
+        private_key: None,
+    }
+}
+
+/// A simulator with the password user `driver` and a client that logs in as it.
+async fn password_cluster(config: SimConfig) -> (SimHandle, DcosClient) {
+    let config = SimConfig {
+        auth_users: vec!["driver:s3cret".into()],
+        ..config
+    };
+    let sim = sim::spawn(config).await.unwrap();
+    let client = DcosClient::new(&account(&sim, Some(password())), options()).unwrap();
+    (sim, client)
+}
+
 fn app(id: &str, instances: u64) -> App {
     App::from_value(
         json!({"id": id, "cmd": "sleep 1000", "cpus": 0.1, "mem": 32, "instances": instances}),
@@ -207,18 +227,7 @@ async fn a_share_of_5xx_is_absorbed_by_retries() {
 
 #[tokio::test]
 async fn password_login_then_one_relogin_after_a_401() {
-    let config = SimConfig {
-        auth_users: vec!["driver:s3cret".into()],
-        ..SimConfig::instant()
-    };
-    let sim = sim::spawn(config).await.unwrap();
-    let credentials = Credentials {
-        uid: "driver".into(),
-        password: Some("s3cret".into()),
-        private_key_file: None,
-        private_key: None,
-    };
-    let client = DcosClient::new(&account(&sim, Some(credentials.clone())), options()).unwrap();
+    let (sim, client) = password_cluster(SimConfig::instant()).await;
     client.marathon().ping().await.unwrap();
     client.metronome().list_jobs().await.unwrap();
     assert_eq!(sim.sim.auth.logins(), 1);
@@ -228,7 +237,7 @@ async fn password_login_then_one_relogin_after_a_401() {
 
     let wrong = Credentials {
         password: Some("nope".into()),
-        ..credentials
+        ..password()
     };
     let client = DcosClient::new(&account(&sim, Some(wrong)), options()).unwrap();
     let err = client.marathon().ping().await.unwrap_err();
@@ -257,18 +266,10 @@ async fn service_account_login() {
 #[tokio::test]
 async fn expiring_tokens_cause_one_login_for_many_callers() {
     let config = SimConfig {
-        auth_users: vec!["driver:s3cret".into()],
         token_ttl_seconds: 2,
         ..SimConfig::instant()
     };
-    let sim = sim::spawn(config).await.unwrap();
-    let credentials = Credentials {
-        uid: "driver".into(),
-        password: Some("s3cret".into()),
-        private_key_file: None,
-        private_key: None,
-    };
-    let client = DcosClient::new(&account(&sim, Some(credentials)), options()).unwrap();
+    let (sim, client) = password_cluster(config).await;
     let burst = |client: DcosClient| async move {
         let calls = (0..25).map(|_| {
             let c = client.clone();
