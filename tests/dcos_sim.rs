@@ -356,3 +356,92 @@ async fn metronome_jobs_runs_and_schedules() {
     let err = metronome.create_job(&invalid).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::DcosValidation);
 }
+
+#[tokio::test]
+async fn restart_kill_and_groups() {
+    use dcos_driver::dcos::marathon::{GroupChange, KillOptions, Killed};
+    let (sim, client) = cluster(SimConfig::instant()).await;
+    let marathon = client.marathon();
+    marathon
+        .create_app(&app("/test/g/api-v001", 2))
+        .await
+        .unwrap();
+    sim.sim.marathon.settled().await;
+    let restart = marathon
+        .restart_app("/test/g/api-v001", false)
+        .await
+        .unwrap();
+    assert!(!restart.deployment_id.is_empty());
+    sim.sim.marathon.settled().await;
+
+    let tasks = marathon.app_tasks("/test/g/api-v001").await.unwrap();
+    assert_eq!(tasks.len(), 2);
+    let scale = KillOptions {
+        scale: true,
+        ..KillOptions::default()
+    };
+    let killed = marathon
+        .kill_tasks(&[tasks[0].id.clone()], scale)
+        .await
+        .unwrap();
+    assert!(matches!(killed, Killed::Deployment(_)), "{killed:?}");
+    sim.sim.marathon.settled().await;
+    assert_eq!(
+        marathon
+            .get_app("/test/g/api-v001")
+            .await
+            .unwrap()
+            .instances(),
+        Some(1)
+    );
+    let err = marathon
+        .kill_app_task(
+            "/test/g/api-v001",
+            "nope.instance-x._app.1",
+            KillOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+
+    let group = marathon.get_group("/test").await.unwrap();
+    assert_eq!(group["id"], "/test");
+    let plan = marathon
+        .put_group("/test", &group, true, false)
+        .await
+        .unwrap();
+    assert!(matches!(plan, GroupChange::Plan(_)), "{plan:?}");
+    marathon.delete_group("/test/g", true).await.unwrap();
+    sim.sim.marathon.settled().await;
+    let err = marathon.get_app("/test/g/api-v001").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn running_deployments_are_listed_and_cancelled() {
+    let config = SimConfig {
+        time_scale: 0.2,
+        ..SimConfig::instant()
+    };
+    let (sim, client) = cluster(config).await;
+    let marathon = client.marathon();
+    let created = marathon.create_app(&app("/test/slow", 3)).await.unwrap();
+    let running = marathon.deployments().await.unwrap();
+    let deployment = running
+        .iter()
+        .find(|d| d.id == created.deployment.deployment_id)
+        .expect("the create's deployment is running");
+    assert_eq!(deployment.affected_apps, vec!["/test/slow"]);
+    assert!(deployment.total_steps >= 1);
+    let stopped = marathon
+        .cancel_deployment(&deployment.id, true)
+        .await
+        .unwrap();
+    assert_eq!(stopped, None, "a forced cancel answers 202 without a body");
+    sim.sim.marathon.settled().await;
+    let err = marathon
+        .cancel_deployment(&deployment.id, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+}
