@@ -287,6 +287,34 @@ async fn resume_create(ctx: &OpContext, mine: &App, progress: &Progress) -> Resu
     Ok(Value::Object(result))
 }
 
+/// `PUT /v2/apps/{id}?partialUpdate=true` on an app that must exist. Marathon's PUT creates a
+/// missing app, which a partial body cannot describe, so it answers 422; that is turned back into
+/// the `NOT_FOUND` it really is.
+async fn update_existing(
+    ctx: &OpContext,
+    app_id: &str,
+    patch: &App,
+) -> Result<crate::dcos::DeploymentRef, OpError> {
+    match ctx
+        .client
+        .marathon()
+        .update_app(app_id, patch, false, true)
+        .await
+    {
+        Ok(deployment) => Ok(deployment),
+        Err(invalid @ DcosError::Validation { .. }) => {
+            match ctx.client.marathon().get_app(app_id).await {
+                Err(DcosError::NotFound { .. }) => Err(OpError::failed(
+                    ErrorCode::NotFound,
+                    format!("server group {app_id} does not exist"),
+                )),
+                _ => Err(invalid.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sets `instances` and waits for the deployment: (deployment id, app version, how it ended).
 async fn scale(
     ctx: &OpContext,
@@ -298,11 +326,7 @@ async fn scale(
         "instances".to_string(),
         json!(instances),
     )]));
-    let deployment = ctx
-        .client
-        .marathon()
-        .update_app(app_id, &patch, false, true)
-        .await?;
+    let deployment = update_existing(ctx, app_id, &patch).await?;
     let waited = ctx
         .follow(
             &deployment.deployment_id,
@@ -324,15 +348,7 @@ pub async fn resize(
 ) -> Result<Value, OpError> {
     let app_id = d.app_id(&ctx.scope)?;
     let instances = u64::from(d.instances());
-    let (deployment_id, version, waited) = match scale(ctx, &app_id, instances, progress).await {
-        Err(OpError::Dcos(DcosError::NotFound { .. })) => {
-            return Err(OpError::failed(
-                ErrorCode::NotFound,
-                format!("server group {app_id} does not exist"),
-            ))
-        }
-        other => other?,
-    };
+    let (deployment_id, version, waited) = scale(ctx, &app_id, instances, progress).await?;
     let mut result = identity(ctx, &app_id);
     result.insert("instances".into(), json!(instances));
     result.insert("deploymentId".into(), json!(deployment_id));
@@ -499,11 +515,7 @@ pub async fn upsert_tags(
         return Ok(Value::Object(result));
     }
     let patch = App(Map::from_iter([("labels".to_string(), json!(labels))]));
-    let deployment = ctx
-        .client
-        .marathon()
-        .update_app(&app_id, &patch, false, true)
-        .await?;
+    let deployment = update_existing(ctx, &app_id, &patch).await?;
     ctx.follow(
         &deployment.deployment_id,
         &Goal::Instances {
@@ -552,11 +564,7 @@ pub async fn update_launch_config(
         .get("instances")
         .and_then(Value::as_u64)
         .or(app.instances());
-    let deployment = ctx
-        .client
-        .marathon()
-        .update_app(&app_id, &App(patch), false, true)
-        .await?;
+    let deployment = update_existing(ctx, &app_id, &App(patch)).await?;
     ctx.follow(
         &deployment.deployment_id,
         &Goal::Instances {

@@ -80,10 +80,30 @@ pub fn parse<T: DeserializeOwned>(account: &str, body: &Value) -> Result<T, OpEr
         }
     }
     serde_path_to_error::deserialize(Value::Object(object)).map_err(|error| {
-        let field = error.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        OpError::invalid(&field, error.inner().to_string())
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        OpError::invalid(&field_path(&path, &message), message)
     })
+}
+
+/// The path of the field an error is about: serde_path_to_error stops at the object that misses a
+/// field (or has an unknown one), so the field named in the message is appended.
+fn field_path(path: &str, message: &str) -> String {
+    let parent = if path == "." { "" } else { path };
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        Some(name) if !parent.ends_with(name) => {
+            if parent.is_empty() {
+                name.to_string()
+            } else {
+                format!("{parent}.{name}")
+            }
+        }
+        _ => parent.to_string(),
+    }
 }
 
 /// The JSON Schema of description `T`, with the envelope fields allowed beside its own.
