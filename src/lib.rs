@@ -28,6 +28,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod ops;
 pub mod overlays;
 pub mod schemas;
 pub mod sim;
