@@ -346,7 +346,9 @@ pub async fn terminate_and_decrement(
         } else {
             // Everything named is gone already (a redelivery): wait for whatever deployment the
             // app still has, scaling nothing.
-            m.app.as_ref().and_then(|a| a.deployments().into_iter().next())
+            m.app
+                .as_ref()
+                .and_then(|a| a.deployments().into_iter().next())
         };
         let mut entry = Map::new();
         entry.insert("appId".into(), json!(m.app_id));
@@ -354,8 +356,14 @@ pub async fn terminate_and_decrement(
         if let Some(deployment_id) = &deployment_id {
             progress
                 .update(
-                    format!("killed {} task(s) of {} and scaled it down", killed.len(), m.app_id),
-                    Some(json!({ "deploymentId": deployment_id, "app": m.app_id, "killed": killed })),
+                    format!(
+                        "killed {} task(s) of {} and scaled it down",
+                        killed.len(),
+                        m.app_id
+                    ),
+                    Some(
+                        json!({ "deploymentId": deployment_id, "app": m.app_id, "killed": killed }),
+                    ),
                 )
                 .await;
             let waited = ctx.follow(deployment_id, &goal, progress).await?;

@@ -100,19 +100,20 @@ async fn upsert_job(ctx: &OpContext, d: &RunJobDescription, job_id: &str) -> Res
                 .await?;
             Ok(false)
         }
-        Err(DcosError::NotFound { .. }) => match metronome.create_job(&d.spec(job_id, None)).await
-        {
-            Ok(_) => Ok(true),
-            // Created between the read and the create: update what is there.
-            Err(DcosError::Conflict { .. }) => {
-                let existing = metronome.get_job(job_id).await?;
-                metronome
-                    .update_job(job_id, &d.spec(job_id, Some(&existing)))
-                    .await?;
-                Ok(false)
+        Err(DcosError::NotFound { .. }) => {
+            match metronome.create_job(&d.spec(job_id, None)).await {
+                Ok(_) => Ok(true),
+                // Created between the read and the create: update what is there.
+                Err(DcosError::Conflict { .. }) => {
+                    let existing = metronome.get_job(job_id).await?;
+                    metronome
+                        .update_job(job_id, &d.spec(job_id, Some(&existing)))
+                        .await?;
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        },
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -223,10 +224,16 @@ async fn run_status(ctx: &OpContext, job_id: &str, run_id: &str) -> Result<Strin
         Err(e) => return Err(e.into()),
     }
     let job = metronome.get_job_embedded(job_id, &["history"]).await?;
-    if history_runs(&job, "successfulFinishedRuns").iter().any(|r| r == run_id) {
+    if history_runs(&job, "successfulFinishedRuns")
+        .iter()
+        .any(|r| r == run_id)
+    {
         return Ok("SUCCESS".into());
     }
-    if history_runs(&job, "failedFinishedRuns").iter().any(|r| r == run_id) {
+    if history_runs(&job, "failedFinishedRuns")
+        .iter()
+        .any(|r| r == run_id)
+    {
         return Ok("FAILED".into());
     }
     Err(OpError::failed(

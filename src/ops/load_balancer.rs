@@ -20,8 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::context::OpContext;
 use super::description::load_balancer::{
-    load_balancer_app, DeleteLoadBalancerDescription, UpsertLoadBalancerDescription,
-    DEFAULT_IMAGE,
+    load_balancer_app, DeleteLoadBalancerDescription, UpsertLoadBalancerDescription, DEFAULT_IMAGE,
 };
 use super::error::OpError;
 use super::wait::Goal;
@@ -155,13 +154,19 @@ pub async fn upsert(
     let existing = managed_app(ctx, &app_id, &d.name).await?;
     let marathon = ctx.client.marathon();
     let (deployment, created) = match existing {
-        Some(_) => (marathon.update_app(&app_id, &def, d.force, true).await?, false),
+        Some(_) => (
+            marathon.update_app(&app_id, &def, d.force, true).await?,
+            false,
+        ),
         None => match marathon.create_app(&def).await {
             Ok(created) => (created.deployment, true),
             // Taken between the read and the create (e.g. by an earlier delivery of this request).
             Err(DcosError::Conflict { .. }) => {
                 managed_app(ctx, &app_id, &d.name).await?;
-                (marathon.update_app(&app_id, &def, d.force, true).await?, false)
+                (
+                    marathon.update_app(&app_id, &def, d.force, true).await?,
+                    false,
+                )
             }
             Err(e) => return Err(e.into()),
         },

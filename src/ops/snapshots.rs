@@ -243,7 +243,10 @@ pub async fn restore(
         Some(id) => id,
         None => {
             let marathon = ctx.client.marathon();
-            match marathon.put_group(&group, &tree, d.dry_run, d.force).await? {
+            match marathon
+                .put_group(&group, &tree, d.dry_run, d.force)
+                .await?
+            {
                 GroupChange::Plan(plan) => {
                     result.insert("plan".into(), plan);
                     return Ok(Value::Object(result));

@@ -54,9 +54,8 @@ pub fn instances_by_app(
     let mut by_app: Vec<(String, Vec<String>)> = Vec::new();
     for (i, id) in instance_ids.iter().enumerate() {
         let field = format!("instanceIds[{i}]");
-        let app = app_of_instance(id).ok_or_else(|| {
-            OpError::invalid(&field, format!("`{id}` is not a Marathon task id"))
-        })?;
+        let app = app_of_instance(id)
+            .ok_or_else(|| OpError::invalid(&field, format!("`{id}` is not a Marathon task id")))?;
         let app = scope.check(&field, &app)?;
         if let Some(named) = named.as_deref().filter(|named| *named != app) {
             return Err(OpError::invalid(
@@ -168,12 +167,7 @@ macro_rules! instance_description {
             /// The instances grouped by app (see [`instances_by_app`]).
             pub fn by_app(&self, scope: &Scope) -> Result<Vec<(String, Vec<String>)>, OpError> {
                 let ids: Vec<String> = $ids(self);
-                instances_by_app(
-                    scope,
-                    &self.region,
-                    self.server_group_name.as_deref(),
-                    &ids,
-                )
+                instances_by_app(scope, &self.region, self.server_group_name.as_deref(), &ids)
             }
         }
 
@@ -183,7 +177,11 @@ macro_rules! instance_description {
             }
 
             fn lock_keys(&self, scope: &Scope) -> Result<Vec<String>, OpError> {
-                Ok(self.by_app(scope)?.into_iter().map(|(app, _)| app).collect())
+                Ok(self
+                    .by_app(scope)?
+                    .into_iter()
+                    .map(|(app, _)| app)
+                    .collect())
             }
         }
     };
@@ -262,10 +260,7 @@ mod tests {
             "/test/api-v001"
         );
         assert_eq!(app_of_instance("nodots"), None);
-        assert_eq!(
-            instance_of_task("a_b.instance-x._app.3"),
-            "a_b.instance-x"
-        );
+        assert_eq!(instance_of_task("a_b.instance-x._app.3"), "a_b.instance-x");
         assert_eq!(instance_of_task("a_b.instance-x"), "a_b.instance-x");
         assert_eq!(instance_of_task("a_b.1234"), "a_b.1234");
     }
@@ -285,7 +280,10 @@ mod tests {
             json!({"instanceIds": ["other_a-v000.instance-1._app.1"], "serverGroupName": "a-v000"}),
         ] {
             let d: TerminateInstancesDescription = parse("test", &body).unwrap();
-            assert_eq!(d.lock_keys(&scope).unwrap_err().code(), ErrorCode::Forbidden);
+            assert_eq!(
+                d.lock_keys(&scope).unwrap_err().code(),
+                ErrorCode::Forbidden
+            );
         }
     }
 
@@ -306,7 +304,10 @@ mod tests {
         );
         let d: InstancesInDiscoveryDescription =
             parse("test", &json!({"instanceIds": []})).unwrap();
-        assert_eq!(d.lock_keys(&scope).unwrap_err().code(), ErrorCode::InvalidRequest);
+        assert_eq!(
+            d.lock_keys(&scope).unwrap_err().code(),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -326,6 +327,9 @@ mod tests {
         );
         let d: TerminateInstanceAndDecrementDescription =
             parse("test", &json!({"force": true})).unwrap();
-        assert_eq!(d.lock_keys(&scope).unwrap_err().code(), ErrorCode::InvalidRequest);
+        assert_eq!(
+            d.lock_keys(&scope).unwrap_err().code(),
+            ErrorCode::InvalidRequest
+        );
     }
 }

@@ -319,10 +319,8 @@ impl RunJobDescription {
         }
         spec.insert("id".into(), json!(job_id));
         if let Some(labels) = &self.labels {
-            let labels: Map<String, Value> = labels
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
+            let labels: Map<String, Value> =
+                labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             merge_object(&mut spec, "labels", &labels);
         }
         if let Some(description) = self.general.as_ref().and_then(|g| g.description.clone()) {
@@ -365,7 +363,11 @@ impl RunJobDescription {
         if let Some(env) = &self.env {
             merge_object(run, "env", env);
         }
-        for (key, minimum) in [("cpus", json!(1.0)), ("mem", json!(128)), ("disk", json!(0))] {
+        for (key, minimum) in [
+            ("cpus", json!(1.0)),
+            ("mem", json!(128)),
+            ("disk", json!(0)),
+        ] {
             run.entry(key).or_insert(minimum);
         }
         Job(spec)
@@ -523,8 +525,10 @@ mod tests {
         assert_eq!(spec["run"]["mem"], 128);
         assert_eq!(spec["labels"], json!({"x": "1", "y": "2"}));
         // Without `job`, the fields change the existing definition and keep the rest.
-        let existing = Job::from_value(json!({"id": "prod.a", "run": {"cmd": "x", "cpus": 2, "mem": 64, "disk": 0},
-                                              "labels": {"keep": "1"}, "history": {}}))
+        let existing = Job::from_value(
+            json!({"id": "prod.a", "run": {"cmd": "x", "cpus": 2, "mem": 64, "disk": 0},
+                                              "labels": {"keep": "1"}, "history": {}}),
+        )
         .unwrap();
         let d: RunJobDescription =
             parse("prod", &json!({"jobId": "a", "env": {"E": "1"}})).unwrap();
@@ -542,7 +546,10 @@ mod tests {
         let err = d.job_id(&scope()).unwrap_err();
         assert_eq!(err.to_task_error().details.unwrap()["field"], "job.id");
         let d: RunJobDescription = parse("prod", &json!({"jobId": "other.a"})).unwrap();
-        assert_eq!(d.lock_keys(&scope()).unwrap_err().code(), ErrorCode::Forbidden);
+        assert_eq!(
+            d.lock_keys(&scope()).unwrap_err().code(),
+            ErrorCode::Forbidden
+        );
         let d: RunJobDescription = parse("prod", &json!({})).unwrap();
         assert_eq!(
             d.lock_keys(&scope()).unwrap_err().code(),

@@ -126,7 +126,11 @@ impl Description for UpsertLoadBalancerDescription {
                     format!("a range reserves at most {MAX_RANGE_PORTS} ports"),
                 ));
             }
-            if let Some(p) = range.protocol.as_deref().filter(|p| !matches!(*p, "tcp" | "udp" | "udp,tcp" | "tcp,udp")) {
+            if let Some(p) = range
+                .protocol
+                .as_deref()
+                .filter(|p| !matches!(*p, "tcp" | "udp" | "udp,tcp" | "tcp,udp"))
+            {
                 return Err(OpError::invalid(
                     "portRange.protocol",
                     format!("`{p}` is not tcp or udp"),
