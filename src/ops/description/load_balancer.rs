@@ -138,7 +138,10 @@ impl Description for UpsertLoadBalancerDescription {
             }
         }
         let positive = [("cpus", self.cpus), ("mem", self.mem)];
-        if let Some((field, _)) = positive.iter().find(|(_, v)| v.is_some_and(|v| !(v > 0.0))) {
+        if let Some((field, _)) = positive
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| v.is_nan() || v <= 0.0))
+        {
             return Err(OpError::invalid(field, "must be greater than 0"));
         }
         Ok(())
