@@ -1,14 +1,14 @@
 //! dcos-driver: drive DC/OS (Marathon, Metronome, the DC/OS login) through NATS.
 //!
 //! # Layout
-//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks.
+//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks, the NATS service API.
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
 //! - [`dcos`]: the typed DC/OS client (Marathon, Metronome, login): retries, tokens, URL rotation, error codes.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
-//! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
+//! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
 //! - [`telemetry`]: tracing setup (text or JSON logs).

@@ -13,11 +13,8 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use super::task::TaskError;
-use crate::names;
+use crate::names::{self, MSG_ID_HEADER};
 use crate::vocabulary::{ErrorCode, Operation};
-
-/// The header carrying the idempotency key and task id.
-pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
 static TASK_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{1,128}$").expect("static regex"));

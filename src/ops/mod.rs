@@ -143,8 +143,9 @@ pub struct Operations {
 }
 
 impl Operations {
-    /// Builds the executor: one DC/OS client per account, the overlay and snapshot buckets (created
-    /// by the bus setup, which must have run), the shared hub and locks.
+    /// Builds the executor: one DC/OS client per account, the overlay and snapshot buckets, the
+    /// shared hub and locks. The buckets must exist: run [`crate::bus::setup::setup`] first (it is
+    /// idempotent; `serve` runs it again harmlessly).
     pub async fn open(
         js: &jetstream::Context,
         config: &Config,
@@ -157,7 +158,7 @@ impl Operations {
                 .await
                 .map_err(|e| OpsSetupError::Bucket {
                     bucket,
-                    message: e.to_string(),
+                    message: format!("{e} (run the bus setup first: `bus::setup::setup`)"),
                 })
         };
         let overlays = OverlayStore::new(bucket(names::OVERLAYS_BUCKET).await?);

@@ -158,9 +158,7 @@ impl Scope {
         let given = name.trim();
         let root_parts: Vec<&str> = self.root.split('/').filter(|s| !s.is_empty()).collect();
         let prefix = root_parts.join(".");
-        let id = if given.contains('.') {
-            given.to_string()
-        } else if prefix.is_empty() {
+        let id = if given.contains('.') || prefix.is_empty() {
             given.to_string()
         } else {
             format!("{prefix}.{given}")

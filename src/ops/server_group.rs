@@ -2,7 +2,8 @@
 //!
 //! Each one is `async fn(ctx, description, progress) -> Result<Value, OpError>`; the framework has
 //! already parsed the description, checked its paths and locked its app (or, for create and clone,
-//! its cluster). Results always carry `serverGroupName`, `region` (below the root) and `appId`.
+//! its cluster). Results always carry `serverGroupName`, `region` (below the root) and `appId`;
+//! `version` is always Marathon's app version (a timestamp), `sequence` the `vNNN` of a new server group.
 
 use serde_json::{json, Map, Value};
 
@@ -208,8 +209,8 @@ async fn create_versioned(
             )
             .await?;
         let mut result = identity(ctx, &app_id);
-        result.insert("version".into(), json!(format!("v{sequence:03}")));
-        result.insert("appVersion".into(), json!(created.deployment.version));
+        result.insert("sequence".into(), json!(format!("v{sequence:03}")));
+        result.insert("version".into(), json!(created.deployment.version));
         result.insert("deploymentId".into(), json!(deployment_id));
         result.insert("instances".into(), json!(instances));
         result.insert("seenBy".into(), json!(waited.seen_by));
@@ -275,9 +276,9 @@ async fn resume_create(ctx: &OpContext, mine: &App, progress: &Progress) -> Resu
     let name = naming::last_segment(&app_id);
     let mut result = identity(ctx, &app_id);
     if let (_, Some(sequence)) = naming::split_sequence(name) {
-        result.insert("version".into(), json!(format!("v{sequence:03}")));
+        result.insert("sequence".into(), json!(format!("v{sequence:03}")));
     }
-    result.insert("appVersion".into(), json!(mine.version()));
+    result.insert("version".into(), json!(mine.version()));
     result.insert("deploymentId".into(), json!(deployment_id));
     result.insert("instances".into(), json!(instances));
     result.insert("resumed".into(), json!(true));
@@ -352,7 +353,7 @@ pub async fn resize(
     let mut result = identity(ctx, &app_id);
     result.insert("instances".into(), json!(instances));
     result.insert("deploymentId".into(), json!(deployment_id));
-    result.insert("appVersion".into(), json!(version));
+    result.insert("version".into(), json!(version));
     result.insert("seenBy".into(), json!(waited.seen_by));
     Ok(Value::Object(result))
 }
@@ -511,7 +512,7 @@ pub async fn upsert_tags(
     if labels == before {
         // Nothing changes (also what a redelivery after success sees): no new version.
         result.insert("newAppVersion".into(), json!(false));
-        result.insert("appVersion".into(), json!(app.version()));
+        result.insert("version".into(), json!(app.version()));
         return Ok(Value::Object(result));
     }
     let patch = App(Map::from_iter([("labels".to_string(), json!(labels))]));
@@ -526,7 +527,7 @@ pub async fn upsert_tags(
     )
     .await?;
     result.insert("newAppVersion".into(), json!(true));
-    result.insert("appVersion".into(), json!(deployment.version));
+    result.insert("version".into(), json!(deployment.version));
     result.insert("deploymentId".into(), json!(deployment.deployment_id));
     Ok(Value::Object(result))
 }
@@ -557,7 +558,7 @@ pub async fn update_launch_config(
     result.insert("changed".into(), json!(patch.keys().collect::<Vec<_>>()));
     if patch.is_empty() {
         result.insert("newAppVersion".into(), json!(false));
-        result.insert("appVersion".into(), json!(app.version()));
+        result.insert("version".into(), json!(app.version()));
         return Ok(Value::Object(result));
     }
     let target = patch
@@ -575,7 +576,7 @@ pub async fn update_launch_config(
     )
     .await?;
     result.insert("newAppVersion".into(), json!(true));
-    result.insert("appVersion".into(), json!(deployment.version));
+    result.insert("version".into(), json!(deployment.version));
     result.insert("deploymentId".into(), json!(deployment.deployment_id));
     Ok(Value::Object(result))
 }

@@ -384,3 +384,36 @@ fn timeout(ctx: &OpContext, deployment_id: &str, goal: &Goal, last: Option<&Snap
         "target": last.map(|s| s.target),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(value: Value) -> App {
+        App::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn counts_follow_health_checks() {
+        let plain =
+            app(json!({"id": "/t/a", "instances": 2, "tasksRunning": 2, "tasksHealthy": 0}));
+        assert!(Counts::of(&plain, None).reached());
+        assert!(!Counts::of(&plain, Some(3)).reached());
+        let checked = app(
+            json!({"id": "/t/a", "instances": 2, "tasksRunning": 2, "tasksHealthy": 1,
+                                 "healthChecks": [{"protocol": "HTTP"}]}),
+        );
+        assert!(!Counts::of(&checked, None).reached());
+        assert!(Counts::of(&checked, Some(1)).reached());
+        assert!(Counts::of(&checked, Some(0)).reached());
+    }
+
+    #[test]
+    fn counts_from_tasks_when_marathon_gives_none() {
+        let a = app(json!({"id": "/t/a", "instances": 1, "tasks": [
+            {"id": "t1", "state": "TASK_RUNNING"}, {"id": "t2", "state": "TASK_STAGING"}]}));
+        let c = Counts::of(&a, None);
+        assert_eq!((c.running, c.target), (1, 1));
+        assert!(c.reached());
+    }
+}
