@@ -674,3 +674,24 @@ async fn retry_after_is_honoured() {
     );
     assert_eq!(mock.hits(), 2);
 }
+
+#[tokio::test]
+async fn setup_mistakes_show_when_the_client_is_built() {
+    let mut tls = account(vec!["https://127.0.0.1:1".into()], None);
+    tls.insecure_tls = true;
+    DcosClient::new(&tls, options()).unwrap();
+    tls.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = DcosClient::new(&tls, options()).unwrap_err();
+    assert!(matches!(err, DcosError::Setup { .. }), "{err:?}");
+    assert!(err.to_string().contains("ca_file"), "{err}");
+
+    let mut keyless = account(Vec::new(), Some("http://127.0.0.1:1".into()));
+    keyless.credentials = Some(Credentials {
+        uid: "svc".into(),
+        password: None,
+        private_key_file: Some("/nonexistent/key.pem".into()),
+        private_key: None,
+    });
+    let err = DcosClient::new(&keyless, options()).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
+}
