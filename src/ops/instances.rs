@@ -519,7 +519,7 @@ pub async fn update(
     let mut result = identity(ctx, &app_id);
     result.insert("deploymentId".into(), json!(deployment_id));
     if let Some(version) = version {
-        result.insert("appVersion".into(), json!(version));
+        result.insert("version".into(), json!(version));
     }
     result.insert("seenBy".into(), json!(waited.seen_by));
     Ok(Value::Object(result))

@@ -192,7 +192,7 @@ pub async fn upsert(
     result.insert("created".into(), json!(created));
     result.insert("instances".into(), json!(instances));
     result.insert("deploymentId".into(), json!(deployment.deployment_id));
-    result.insert("appVersion".into(), json!(deployment.version));
+    result.insert("version".into(), json!(deployment.version));
     result.insert("seenBy".into(), json!(waited.seen_by));
     Ok(Value::Object(result))
 }
