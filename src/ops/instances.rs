@@ -125,13 +125,11 @@ fn all_missing(matched: &[Matched]) -> Vec<String> {
     matched.iter().flat_map(|m| m.missing.clone()).collect()
 }
 
-/// REBOOT_INSTANCES.
-pub async fn reboot(
+/// Kills the matched live tasks; Marathon replaces them. Their ids.
+async fn kill_without_scaling(
     ctx: &OpContext,
-    d: &RebootInstancesDescription,
-    progress: &Progress,
-) -> Result<Value, OpError> {
-    let matched = match_instances(ctx, d.by_app(&ctx.scope)?, ctx.is_resumed()).await?;
+    matched: &[Matched],
+) -> Result<Vec<String>, OpError> {
     let to_kill: Vec<String> = matched.iter().flat_map(|m| task_ids(&m.tasks)).collect();
     if !to_kill.is_empty() {
         ctx.client
@@ -139,6 +137,17 @@ pub async fn reboot(
             .kill_tasks(&to_kill, KillOptions::default())
             .await?;
     }
+    Ok(to_kill)
+}
+
+/// REBOOT_INSTANCES.
+pub async fn reboot(
+    ctx: &OpContext,
+    d: &RebootInstancesDescription,
+    progress: &Progress,
+) -> Result<Value, OpError> {
+    let matched = match_instances(ctx, d.by_app(&ctx.scope)?, ctx.is_resumed()).await?;
+    let to_kill = kill_without_scaling(ctx, &matched).await?;
     progress
         .update(
             format!(
@@ -292,13 +301,7 @@ pub async fn terminate(
     _progress: &Progress,
 ) -> Result<Value, OpError> {
     let matched = match_instances(ctx, d.by_app(&ctx.scope)?, ctx.is_resumed()).await?;
-    let to_kill: Vec<String> = matched.iter().flat_map(|m| task_ids(&m.tasks)).collect();
-    if !to_kill.is_empty() {
-        ctx.client
-            .marathon()
-            .kill_tasks(&to_kill, KillOptions::default())
-            .await?;
-    }
+    let to_kill = kill_without_scaling(ctx, &matched).await?;
     Ok(json!({
         "killed": to_kill,
         "alreadyGone": all_missing(&matched),

@@ -2,7 +2,8 @@
 //!
 //! A load balancer `<name>` is the app `<root>/<name>`, labelled
 //! [`LOAD_BALANCER_LABEL`]`=<name>`. It runs marathon-lb in SSE mode against the account's
-//! Marathon, serving the apps labelled `HAPROXY_GROUP=<account>_<name>` ([`haproxy_group`]), on
+//! Marathon, serving the apps labelled `HAPROXY_GROUP=<account>_<name>` ([`haproxy_group`]; a
+//! server group's `loadBalancers` sets that label), on
 //! host networking: port definitions for 80 and 443 (only with `bindHttpHttps`; otherwise
 //! marathon-lb is started with `--dont-bind-http-https`), 9090 (stats and health) and 9091, then
 //! the `portRange` (service ports ≥ 10000) it reserves for the apps behind it.
@@ -19,6 +20,7 @@
 use serde_json::{json, Map, Value};
 
 use super::context::OpContext;
+use super::description::app::haproxy_group;
 use super::description::load_balancer::{
     load_balancer_app, DeleteLoadBalancerDescription, UpsertLoadBalancerDescription, DEFAULT_IMAGE,
 };
@@ -33,11 +35,6 @@ pub const LOAD_BALANCER_LABEL: &str = "DCOS_DRIVER_LOAD_BALANCER";
 
 /// marathon-lb's port for stats and `/_haproxy_health_check`.
 const STATS_PORT: u32 = 9090;
-
-/// The `HAPROXY_GROUP` of load balancer `name`: server groups join it with this label value.
-pub fn haproxy_group(account: &str, name: &str) -> String {
-    format!("{account}_{name}")
-}
 
 /// marathon-lb's command line: SSE mode against `marathon_url`, serving `group`.
 pub fn marathon_lb_args(marathon_url: &str, group: &str, bind_http_https: bool) -> Vec<String> {
@@ -257,6 +254,5 @@ mod tests {
             marathon_lb_args("http://m", "g", false).last().unwrap(),
             "--dont-bind-http-https"
         );
-        assert_eq!(haproxy_group("prod", "edge"), "prod_edge");
     }
 }

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::app::DockerImage;
 use super::Description;
 use crate::dcos::{Job, Schedule};
 use crate::ops::error::OpError;
@@ -149,51 +150,11 @@ pub struct GeneralSettings {
     pub cmd: Option<String>,
 }
 
-/// A Docker image: `registry/repository:tag` as one string, or clouddriver's parts.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum ImageRef {
-    Reference(String),
-    Parts {
-        #[serde(default)]
-        registry: Option<String>,
-        repository: String,
-        #[serde(default)]
-        tag: Option<String>,
-    },
-}
-
-impl ImageRef {
-    /// `registry/repository:tag`.
-    pub fn reference(&self) -> String {
-        match self {
-            ImageRef::Reference(s) => s.clone(),
-            ImageRef::Parts {
-                registry,
-                repository,
-                tag,
-            } => {
-                let mut out = String::new();
-                if let Some(r) = registry.as_deref().filter(|r| !r.is_empty()) {
-                    out.push_str(r.trim_end_matches('/'));
-                    out.push('/');
-                }
-                out.push_str(repository);
-                if let Some(t) = tag.as_deref().filter(|t| !t.is_empty()) {
-                    out.push(':');
-                    out.push_str(t);
-                }
-                out
-            }
-        }
-    }
-}
-
 /// clouddriver's `docker` block.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DockerSettings {
-    pub image: ImageRef,
+    pub image: DockerImage,
 }
 
 /// A placement constraint (`{"attribute": "hostname", "operator": "LIKE", "value": "a.*"}`).
