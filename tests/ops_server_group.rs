@@ -644,3 +644,44 @@ async fn clone_from_another_configured_account() {
         assert_eq!(error_code(&doc), ErrorCode::Forbidden, "{source}");
     }
 }
+
+#[tokio::test]
+async fn a_create_handed_back_mid_deployment_resumes_on_the_next_worker() {
+    let mut h = Harness::start_with(Options {
+        sim: SimConfig {
+            time_scale: 1.0,
+            ..SimConfig::instant()
+        },
+        ..Options::default()
+    })
+    .await;
+    let task_id = "handed-back-create";
+    h.publish(
+        "create_server_group",
+        task_id,
+        &json!({"application": "slow", "cmd": "x", "desiredCapacity": 2}),
+    )
+    .await;
+    // The deployment is under way (its id is in the progress) when the driver stops.
+    let running = h
+        .wait_doc(task_id, Duration::from_secs(20), |d| {
+            d.progress
+                .as_ref()
+                .is_some_and(|p| p.get("deploymentId").is_some())
+        })
+        .await;
+    assert_eq!(running.status, TaskStatus::Running);
+    h.stop_worker().await;
+    let stopped = h.doc(task_id).await.unwrap();
+    assert!(!stopped.status.is_terminal(), "{stopped:#?}");
+    h.start_worker().await;
+    let doc = h.terminal(task_id).await;
+    let r = result(&doc);
+    assert_eq!(r["resumed"], true, "{doc:#?}");
+    assert_eq!(
+        h.apps_under("/test/slow"),
+        vec!["/test/slow-v000".to_string()]
+    );
+    let app = h.app("/test/slow-v000").await.unwrap();
+    assert_eq!(app["tasksRunning"], 2);
+}
