@@ -85,6 +85,39 @@ async fn reboot_replaces_exactly_the_killed_tasks_and_waits() {
 }
 
 #[tokio::test]
+async fn reboot_times_out_when_the_replacements_never_turn_healthy() {
+    let h = Harness::start().await;
+    // Created directly: its deployment never ends, since its health checks always fail.
+    let created = reqwest::Client::new()
+        .post(format!("{}/v2/apps", h.sim.url()))
+        .json(
+            &json!({"id": "/test/sick", "cmd": "sleep 1000", "mem": 32, "cpus": 0.1,
+                      "labels": {"SIM_HEALTH": "fail"},
+                      "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let task = loop {
+        if let Some(t) = task_ids(&h, "/test/sick").pop() {
+            break t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let doc = h
+        .run(
+            "reboot_instances",
+            json!({"instanceIds": [task], "timeoutSeconds": 1}),
+        )
+        .await;
+    assert_eq!(doc.status, TaskStatus::Failed, "{doc:#?}");
+    let error = doc.error.unwrap();
+    assert_eq!(error.code, ErrorCode::Timeout);
+    assert!(error.message.contains("/test/sick"), "{}", error.message);
+}
+
+#[tokio::test]
 async fn terminate_kills_and_marathon_replaces_unknown_ids_are_not_found() {
     let h = Harness::start().await;
     let app = server_group(&h, "term", 2).await;

@@ -149,6 +149,33 @@ async fn without_waiting_the_task_ends_once_the_run_started() {
 }
 
 #[tokio::test]
+async fn waiting_for_a_run_that_never_ends_times_out() {
+    let h = Harness::start().await;
+    let doc = h
+        .run(
+            "run_job",
+            json!({"jobId": "stuck", "general": {"cmd": "sleep 100"}, "labels": {"SIM_RUN": "hang"},
+                   "waitForCompletion": true, "timeoutSeconds": 1}),
+        )
+        .await;
+    assert_eq!(doc.status, TaskStatus::Failed, "{doc:#?}");
+    let error = doc.error.unwrap();
+    assert_eq!(error.code, ErrorCode::Timeout);
+    assert_eq!(error.details.unwrap()["status"], "ACTIVE");
+    // The run was followed: its id is in the progress, and it keeps running.
+    let run_id = doc.progress.unwrap()["runId"].as_str().unwrap().to_string();
+    assert_eq!(
+        h.sim
+            .sim
+            .metronome
+            .run("test.stuck", &run_id)
+            .unwrap()
+            .status,
+        "ACTIVE"
+    );
+}
+
+#[tokio::test]
 async fn a_redelivered_run_job_never_starts_a_second_run() {
     let h = Harness::start().await;
     let doc = h
