@@ -5,8 +5,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{app_body, Harness};
+use common::{app_body, Harness, Options};
 use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::sim::SimConfig;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
 
@@ -85,26 +86,18 @@ async fn reboot_replaces_exactly_the_killed_tasks_and_waits() {
 }
 
 #[tokio::test]
-async fn reboot_times_out_when_the_replacements_never_turn_healthy() {
-    let h = Harness::start().await;
-    // Created directly: its deployment never ends, since its health checks always fail.
-    let created = reqwest::Client::new()
-        .post(format!("{}/v2/apps", h.sim.url()))
-        .json(
-            &json!({"id": "/test/sick", "cmd": "sleep 1000", "mem": 32, "cpus": 0.1,
-                      "labels": {"SIM_HEALTH": "fail"},
-                      "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"}}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let task = loop {
-        if let Some(t) = task_ids(&h, "/test/sick").pop() {
-            break t;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+async fn reboot_times_out_when_the_replacements_are_not_back_in_time() {
+    // At time scale 1 a launch takes about 2 s, longer than the request allows.
+    let h = Harness::start_with(Options {
+        sim: SimConfig {
+            time_scale: 1.0,
+            ..SimConfig::instant()
+        },
+        ..Options::default()
+    })
+    .await;
+    let app = server_group(&h, "slow", 1).await;
+    let task = task_ids(&h, &app).remove(0);
     let doc = h
         .run(
             "reboot_instances",
@@ -114,7 +107,8 @@ async fn reboot_times_out_when_the_replacements_never_turn_healthy() {
     assert_eq!(doc.status, TaskStatus::Failed, "{doc:#?}");
     let error = doc.error.unwrap();
     assert_eq!(error.code, ErrorCode::Timeout);
-    assert!(error.message.contains("/test/sick"), "{}", error.message);
+    assert!(error.message.contains(&app), "{}", error.message);
+    assert_eq!(error.details.unwrap()["target"], 1);
 }
 
 #[tokio::test]
@@ -167,7 +161,7 @@ async fn terminate_and_decrement_scales_down_once_even_when_redelivered() {
     let r = result(&doc);
     assert_eq!(r["killed"], json!([before[0]]));
     assert_eq!(r["apps"][0]["instances"], 2);
-    assert!(r["apps"][0]["deploymentId"].as_str().is_some());
+    let deployment = r["apps"][0]["deploymentId"].as_str().unwrap().to_string();
     let live = h.app(&app).await.unwrap();
     assert_eq!(
         (live["instances"].clone(), live["tasksRunning"].clone()),
@@ -193,6 +187,30 @@ async fn terminate_and_decrement_scales_down_once_even_when_redelivered() {
         "not lowered twice"
     );
     assert_eq!(running(&h, &app), 2);
+
+    // The driver died while following the recorded deployment: it follows it, kills nothing.
+    interrupted(
+        &h,
+        "dec-recorded",
+        "TERMINATE_INSTANCE_AND_DECREMENT",
+        Some(json!({"deploymentId": deployment, "app": app})),
+    )
+    .await;
+    let doc = h
+        .run_as(
+            "terminate_instance_and_decrement",
+            "dec-recorded",
+            json!({"instanceIds": [before[0]]}),
+        )
+        .await;
+    let r = result(&doc);
+    assert_eq!(r["killed"], json!([]));
+    assert_eq!(r["apps"][0]["deploymentId"], json!(deployment));
+    assert_eq!(
+        h.app(&app).await.unwrap()["instances"],
+        2,
+        "not lowered twice"
+    );
 }
 
 #[tokio::test]

@@ -328,13 +328,24 @@ pub async fn terminate_and_decrement(
         .map(str::to_string);
     let mut apps = Vec::new();
     let mut killed_all = Vec::new();
+    let mut already_gone = all_missing(&matched);
     for m in &matched {
         let goal = Goal::Instances {
             app_id: m.app_id.clone(),
             target: None,
         };
-        let killed = task_ids(&m.tasks);
-        let deployment_id = if !killed.is_empty() {
+        // On a redelivery, a task already being killed was killed by the earlier delivery.
+        let (being_killed, alive): (Vec<&Task>, Vec<&Task>) = m
+            .tasks
+            .iter()
+            .partition(|t| ctx.is_resumed() && t.state.as_deref() == Some("TASK_KILLING"));
+        already_gone.extend(being_killed.iter().map(|t| t.id.clone()));
+        let mut killed: Vec<String> = alive.iter().map(|t| t.id.clone()).collect();
+        let deployment_id = if recorded.is_some() && recorded_app.as_deref() == Some(&m.app_id) {
+            // This app's kill happened and its deployment was recorded: follow it, kill nothing.
+            killed.clear();
+            recorded.clone()
+        } else if !killed.is_empty() {
             let options = KillOptions {
                 scale: true,
                 force: d.force,
@@ -344,8 +355,6 @@ pub async fn terminate_and_decrement(
                 Killed::Deployment(deployment) => Some(deployment.deployment_id),
                 Killed::Tasks(_) => None,
             }
-        } else if recorded_app.as_deref() == Some(m.app_id.as_str()) {
-            recorded.clone()
         } else {
             // Everything named is gone already (a redelivery): wait for whatever deployment the
             // app still has, scaling nothing.
@@ -380,7 +389,7 @@ pub async fn terminate_and_decrement(
     }
     Ok(json!({
         "killed": killed_all,
-        "alreadyGone": all_missing(&matched),
+        "alreadyGone": already_gone,
         "apps": apps,
     }))
 }
