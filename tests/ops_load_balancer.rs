@@ -2,22 +2,11 @@
 
 mod common;
 
+use common::outcome::{error_code, result};
 use common::Harness;
-use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::bus::TaskStatus;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 fn ports(app: &Value) -> Vec<u64> {
     app["portDefinitions"]
