@@ -407,6 +407,9 @@ async fn sigterm_mid_create(time_scale: f64, grace_seconds: u64) -> bool {
         .await
         .unwrap_or_else(|| panic!("no terminal document after the restart\n{}", serve.logs()));
     assert_eq!(status(&done), "SUCCEEDED", "{done}");
+    eprintln!(
+        "grace {grace_seconds} s: after the first serve exited: {after_exit}\nterminal: {done}"
+    );
     if handed_back {
         assert_eq!(done["result"]["resumed"], true, "{done}");
     }
@@ -616,6 +619,7 @@ async fn the_cli_against_a_running_serve() {
         &url,
     ])
     .await;
+    eprintln!("dcos-driver op resize_server_group --wait:\n{out}");
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}\n{}", serve.logs());
     assert!(
         out.contains("published RESIZE_SERVER_GROUP on dcos.op.e2e.resize_server_group as task e2e-cli-resize"),
@@ -655,6 +659,7 @@ async fn the_cli_against_a_running_serve() {
         &url,
     ])
     .await;
+    eprintln!("dcos-driver op --account nope (exit {code}):\n{out}");
     assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
         out.contains("FAILED") && out.contains("FORBIDDEN"),
