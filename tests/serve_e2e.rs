@@ -472,14 +472,19 @@ async fn health_metrics_and_the_service_api() {
         assert_eq!(report["checks"][check]["ready"], true, "{check}: {report}");
     }
 
-    // The NATS service API.
-    let pong = timeout(
-        Duration::from_secs(5),
-        stack.client.request("$SRV.PING.dcos-driver", "".into()),
-    )
+    // The NATS service API. It starts a moment after the readiness checks pass (serve spawns it
+    // after the DC/OS probes), so the first PING may meet no responder yet.
+    let pong = poll(Duration::from_secs(10), || async {
+        timeout(
+            Duration::from_secs(2),
+            stack.client.request("$SRV.PING.dcos-driver", "".into()),
+        )
+        .await
+        .ok()?
+        .ok()
+    })
     .await
-    .expect("PING answered in time")
-    .expect("PING answered");
+    .unwrap_or_else(|| panic!("$SRV.PING.dcos-driver never answered\n{}", serve.logs()));
     let pong: Value = serde_json::from_slice(&pong.payload).unwrap();
     assert_eq!(pong["name"], "dcos-driver", "{pong}");
     let status_answer = timeout(
