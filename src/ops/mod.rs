@@ -100,7 +100,9 @@ impl OpsSettings {
             max_concurrent_operations: config.driver.max_concurrent_operations.max(1),
             default_timeout: Duration::from_secs(config.driver.default_timeout_seconds.max(1)),
             wait: WaitSettings {
-                poll_interval: Duration::from_millis(config.driver.deployment_poll_interval_ms.max(10)),
+                poll_interval: Duration::from_millis(
+                    config.driver.deployment_poll_interval_ms.max(10),
+                ),
                 ..WaitSettings::default()
             },
             client: ClientOptions::from_driver(&config.driver),

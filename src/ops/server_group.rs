@@ -24,7 +24,7 @@ use crate::vocabulary::ErrorCode;
 const CREATE_ATTEMPTS: usize = 3;
 
 /// The fields every server-group result starts with.
-fn identity(ctx: &OpContext, app_id: &str) -> Map<String, Value> {
+pub(super) fn identity(ctx: &OpContext, app_id: &str) -> Map<String, Value> {
     let group = naming::parent_group(app_id);
     let region = group
         .strip_prefix(ctx.scope.root())
@@ -41,7 +41,7 @@ fn identity(ctx: &OpContext, app_id: &str) -> Map<String, Value> {
 }
 
 /// Reads an app; a missing one is `NOT_FOUND` naming the field it came from.
-async fn read_app(ctx: &OpContext, app_id: &str, what: &str) -> Result<App, OpError> {
+pub(super) async fn read_app(ctx: &OpContext, app_id: &str, what: &str) -> Result<App, OpError> {
     match ctx.client.marathon().get_app(app_id).await {
         Ok(app) => Ok(app),
         Err(DcosError::NotFound { .. }) => Err(OpError::failed(

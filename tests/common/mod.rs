@@ -97,7 +97,7 @@ impl Harness {
             .expect("simulator starts");
         let toml = format!(
             "[driver]\ndefault_timeout_seconds = {}\nmax_concurrent_operations = {}\n\
-             [[account]]\nname = \"test\"\nmarathon_urls = [\"{url}\"]\n\
+             [[account]]\nname = \"test\"\nmarathon_urls = [\"{url}\"]\nmetronome_url = \"{url}\"\n\
              [[account]]\nname = \"other\"\nmarathon_urls = [\"{url}\"]\n",
             options.default_timeout_seconds,
             options.max_concurrent_operations,

@@ -8,6 +8,12 @@ use super::Description;
 use crate::ops::error::OpError;
 use crate::ops::paths::Scope;
 
+/// The marathon-lb image used when a description names none.
+pub const DEFAULT_IMAGE: &str = "mesosphere/marathon-lb:v1.15.0";
+
+/// The most ports a `portRange` may reserve (each one is a port definition of the app).
+pub const MAX_RANGE_PORTS: u32 = 1000;
+
 /// The ports marathon-lb serves (service ports of the apps it balances).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -28,9 +34,30 @@ pub struct UpsertLoadBalancerDescription {
     /// The load balancer's name: the app `<root>/<name>`, group `<account>_<name>`.
     #[serde(alias = "loadBalancerName")]
     pub name: String,
-    /// marathon-lb image (default: the driver's choice of `mesosphere/marathon-lb`).
+    /// Accepted for clouddriver compatibility and ignored: a load balancer always lives directly
+    /// under the account's root.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Accepted for clouddriver compatibility and ignored (clouddriver's UI composed `name` from
+    /// them).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// See `app`.
+    #[serde(default)]
+    pub stack: Option<String>,
+    /// See `app`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// marathon-lb image (default [`DEFAULT_IMAGE`]).
     #[serde(default)]
     pub image: Option<String>,
+    /// The Marathon URL marathon-lb reads apps and events from (default: the account's Marathon
+    /// URL as the driver uses it; inside a cluster often `http://marathon.mesos:8080`).
+    #[serde(default)]
+    pub marathon_url: Option<String>,
+    /// Override a deployment lock held by another deployment of the app.
+    #[serde(default)]
+    pub force: bool,
     /// CPU shares per instance.
     #[serde(default)]
     pub cpus: Option<f64>,
@@ -61,6 +88,9 @@ pub struct DeleteLoadBalancerDescription {
     /// The load balancer's name.
     #[serde(alias = "name")]
     pub load_balancer_name: String,
+    /// Accepted for clouddriver compatibility and ignored (see the upsert).
+    #[serde(default)]
+    pub region: Option<String>,
     /// Seconds to wait for the deployment (default 300).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
@@ -84,12 +114,35 @@ impl Description for UpsertLoadBalancerDescription {
 
     fn validate(&self) -> Result<(), OpError> {
         if let Some(range) = &self.port_range {
-            if range.min_port < 10000 || range.max_port < range.min_port {
+            if range.min_port < 10000 || range.max_port < range.min_port || range.max_port > 65535 {
                 return Err(OpError::invalid(
                     "portRange",
-                    "ports must satisfy 10000 ≤ minPort ≤ maxPort",
+                    "ports must satisfy 10000 ≤ minPort ≤ maxPort ≤ 65535",
                 ));
             }
+            if range.max_port - range.min_port >= MAX_RANGE_PORTS {
+                return Err(OpError::invalid(
+                    "portRange",
+                    format!("a range reserves at most {MAX_RANGE_PORTS} ports"),
+                ));
+            }
+            if let Some(p) = range
+                .protocol
+                .as_deref()
+                .filter(|p| !matches!(*p, "tcp" | "udp" | "udp,tcp" | "tcp,udp"))
+            {
+                return Err(OpError::invalid(
+                    "portRange.protocol",
+                    format!("`{p}` is not tcp or udp"),
+                ));
+            }
+        }
+        let positive = [("cpus", self.cpus), ("mem", self.mem)];
+        if let Some((field, _)) = positive
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| v.is_nan() || v <= 0.0))
+        {
+            return Err(OpError::invalid(field, "must be greater than 0"));
         }
         Ok(())
     }
