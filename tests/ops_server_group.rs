@@ -653,3 +653,46 @@ async fn a_create_handed_back_mid_deployment_resumes_on_the_next_worker() {
     let app = h.app("/test/slow-v000").await.unwrap();
     assert_eq!(app["tasksRunning"], 2);
 }
+
+#[tokio::test]
+async fn waiting_publishes_deployment_progress() {
+    let h = Harness::start_with(Options {
+        sim: SimConfig {
+            time_scale: 0.5,
+            ..SimConfig::instant()
+        },
+        hub: HubFeed::None,
+        ..Options::default()
+    })
+    .await;
+    h.create(json!({"application": "watched", "cmd": "x"}))
+        .await;
+    let doc = h
+        .run(
+            "resize_server_group",
+            json!({"serverGroupName": "watched-v000", "targetSize": 3}),
+        )
+        .await;
+    result(&doc);
+    let progress = doc.progress.clone().expect("progress recorded");
+    assert_eq!(progress["app"], "/test/watched-v000");
+    assert_eq!(progress["deploymentId"], result(&doc)["deploymentId"]);
+    assert_eq!(progress["target"], 3, "{progress}");
+    assert_eq!(progress["totalSteps"], 1, "{progress}");
+    assert_eq!(
+        progress["actions"][0]["action"], "ScaleApplication",
+        "{progress}"
+    );
+    let steps: Vec<&str> = doc
+        .history
+        .iter()
+        .filter(|e| e.status == TaskStatus::Running)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|m| m.contains("step 1/1 (ScaleApplication /test/watched-v000)")),
+        "{steps:#?}"
+    );
+}
