@@ -11,8 +11,9 @@
 //!    `async fn(ctx: &OpContext, d: &XDescription, progress: &Progress) -> Result<Value, OpError>`,
 //!    one file per family ([`server_group`], [`instances`], [`load_balancer`], [`jobs`],
 //!    [`snapshots`]);
-//! 5. turns the result into an [`Outcome`]: `Ok(result)` SUCCEEDED, an [`OpError`] FAILED /
-//!    REJECTED by its code, or a bounded Retry when DC/OS was unreachable ([`error`]).
+//! 5. turns the result into an [`Outcome`]: `Ok(result)` SUCCEEDED; an [`OpError`] FAILED with its
+//!    code (REJECTED only when the description itself is invalid), or a bounded Retry when DC/OS
+//!    was unreachable ([`error`]).
 //!
 //! # Writing an operation
 //! - Describe it in `description/<family>.rs` (strict serde struct, camelCase clouddriver names,
