@@ -109,6 +109,10 @@ pub struct DriverConfig {
     /// Deployment wait when a request gives no `timeoutSeconds`.
     #[serde(default = "defaults::default_timeout_seconds")]
     pub default_timeout_seconds: u64,
+    /// Longest pause between two polls of `/v2/deployments` while an operation waits (the fallback
+    /// to the event stream), in milliseconds.
+    #[serde(default = "defaults::deployment_poll_interval_ms")]
+    pub deployment_poll_interval_ms: u64,
     /// How long `DCOS_EVENTS` keeps events, in seconds.
     #[serde(default = "defaults::events_max_age_seconds")]
     pub events_max_age_seconds: u64,
@@ -139,6 +143,7 @@ impl Default for DriverConfig {
             max_concurrent_dcos_calls: defaults::max_concurrent_dcos_calls(),
             max_request_bytes: defaults::max_request_bytes(),
             default_timeout_seconds: defaults::default_timeout_seconds(),
+            deployment_poll_interval_ms: defaults::deployment_poll_interval_ms(),
             events_max_age_seconds: defaults::events_max_age_seconds(),
             resync_interval_seconds: defaults::resync_interval_seconds(),
             unknown_is_down: false,
@@ -273,6 +278,9 @@ mod defaults {
     }
     pub fn default_timeout_seconds() -> u64 {
         300
+    }
+    pub fn deployment_poll_interval_ms() -> u64 {
+        1000
     }
     pub fn events_max_age_seconds() -> u64 {
         24 * 3600
