@@ -4,6 +4,8 @@
 //! This file holds the seam between the reader and its consumers; the reader and the publisher live in
 //! submodules.
 
+pub mod sse;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
