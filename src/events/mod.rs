@@ -4,7 +4,10 @@
 //! This file holds the seam between the reader and its consumers; the reader and the publisher live in
 //! submodules.
 
+pub mod backoff;
+pub mod publisher;
 pub mod sse;
+pub mod state;
 
 use std::sync::Arc;
 

@@ -1,0 +1,507 @@
+//! Every event onto `dcos.event.<account>.<event_type>` in `DCOS_EVENTS`, once per account whose root
+//! group holds the event's app (events without an app go to every account of the cluster).
+//!
+//! The payload is Marathon's, unchanged; headers `Dcos-Account`, `Dcos-App-Id` (when there is one),
+//! `Dcos-Event-Type` and a deterministic `Nats-Msg-Id` (UUID v5 of account, event type and payload), so
+//! replicas reading the same stream publish the same ids and JetStream keeps one copy.
+//!
+//! Every ack is awaited, pipelined: up to `window` publishes are in flight. A failed ack is retried
+//! with the same id (harmless: deduplicated). An event larger than the server's max payload cannot be
+//! published: a small marker with `"truncated": true` and header `Dcos-Event-Truncated` takes its place.
+//!
+//! The publisher reads a bounded buffer the reader fills without waiting (see the reader); it ends when
+//! the reader drops its side, after the buffer is drained and every ack has come back.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::state::ReaderStats;
+use super::MarathonEvent;
+use crate::config::AccountConfig;
+use crate::names;
+
+/// Header on a truncation marker: the size in bytes of the event it stands for.
+pub const TRUNCATED_HEADER: &str = "Dcos-Event-Truncated";
+
+/// Attempts per message before it is given up (counted and logged).
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The namespace of the `Nats-Msg-Id` UUIDs (v5 of a fixed name, so every replica derives the same).
+fn namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:dcos-driver:marathon-event")
+}
+
+/// The deterministic `Nats-Msg-Id` of one event for one account.
+pub fn message_id(account: &str, event_type: &str, payload: &[u8]) -> String {
+    let mut name = Vec::with_capacity(account.len() + event_type.len() + payload.len() + 2);
+    name.extend_from_slice(account.as_bytes());
+    name.push(b'\n');
+    name.extend_from_slice(event_type.as_bytes());
+    name.push(b'\n');
+    name.extend_from_slice(payload);
+    Uuid::new_v5(&namespace(), &name).to_string()
+}
+
+/// The parts of a payload that say which apps (or groups) an event concerns. Everything else is
+/// skipped without being built (a deployment's plan can be hundreds of KB).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Concerns<'a> {
+    #[serde(rename = "appId", borrow)]
+    app_id: Option<Cow<'a, str>>,
+    #[serde(rename = "runSpecId", borrow)]
+    run_spec_id: Option<Cow<'a, str>>,
+    #[serde(rename = "groupId", borrow)]
+    group_id: Option<Cow<'a, str>>,
+    #[serde(rename = "appDefinition", borrow)]
+    app_definition: Option<IdOnly<'a>>,
+    #[serde(borrow)]
+    plan: Option<Plan<'a>>,
+    #[serde(rename = "currentStep", borrow)]
+    current_step: Option<Step<'a>>,
+    /// A deployment's id (kept in a truncation marker).
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IdOnly<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Plan<'a> {
+    #[serde(borrow)]
+    steps: Vec<Step<'a>>,
+    #[serde(borrow)]
+    original: Option<IdOnly<'a>>,
+    #[serde(borrow)]
+    target: Option<IdOnly<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Step<'a> {
+    #[serde(borrow)]
+    actions: Vec<Action<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Action<'a> {
+    #[serde(borrow)]
+    app: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pod: Option<Cow<'a, str>>,
+}
+
+/// One account an event goes to, with the app id for its `Dcos-App-Id` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Index into the cluster's accounts.
+    pub account: usize,
+    pub app_id: Option<String>,
+}
+
+/// What routing found out about an event.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub deliveries: Vec<Delivery>,
+    /// The payload's `id` (a deployment's), for truncation markers.
+    pub id: Option<String>,
+    /// The payload's `timestamp`, for truncation markers.
+    pub timestamp: Option<String>,
+}
+
+fn under(path: &str, root: &str) -> bool {
+    path == root || path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/')
+}
+
+/// Which accounts of the cluster get `data`: those whose root holds one of its apps; for a group
+/// event, those whose root lies under the group or holds it; without either, all of them.
+pub fn route(accounts: &[AccountConfig], data: &[u8]) -> Routing {
+    let concerns: Concerns<'_> = serde_json::from_slice(data).unwrap_or_default();
+    let mut apps: Vec<Cow<'_, str>> = Vec::new();
+    apps.extend(concerns.app_id.clone());
+    apps.extend(concerns.run_spec_id.clone());
+    apps.extend(concerns.app_definition.and_then(|d| d.id));
+    let mut groups: Vec<Cow<'_, str>> = Vec::new();
+    groups.extend(concerns.group_id.clone());
+    if let Some(plan) = concerns.plan {
+        for step in plan.steps.into_iter().chain(concerns.current_step) {
+            for action in step.actions {
+                apps.extend(action.app.or(action.pod));
+            }
+        }
+        if apps.is_empty() {
+            groups.extend(plan.target.and_then(|t| t.id));
+            groups.extend(plan.original.and_then(|o| o.id));
+        }
+    } else if let Some(step) = concerns.current_step {
+        for action in step.actions {
+            apps.extend(action.app.or(action.pod));
+        }
+    }
+    let mut deliveries = Vec::new();
+    if apps.is_empty() && groups.is_empty() {
+        deliveries.extend((0..accounts.len()).map(|account| Delivery {
+            account,
+            app_id: None,
+        }));
+    } else {
+        for (index, account) in accounts.iter().enumerate() {
+            let root = account.root();
+            let app = apps.iter().find(|app| under(app, &root));
+            let group = groups
+                .iter()
+                .any(|g| under(g, &root) || under(&root, g.trim_end_matches('/')) || g == "/");
+            if app.is_some() || group {
+                deliveries.push(Delivery {
+                    account: index,
+                    app_id: app.map(|a| a.to_string()),
+                });
+            }
+        }
+    }
+    Routing {
+        deliveries,
+        id: concerns.id.map(Cow::into_owned),
+        timestamp: concerns.timestamp.map(Cow::into_owned),
+    }
+}
+
+/// Settings of one publisher.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Publishes awaiting their ack at once.
+    pub window: usize,
+    /// First retry delay of a failed publish (doubles per attempt).
+    pub retry_delay: Duration,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        PublisherOptions {
+            window: 256,
+            retry_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What a truncation marker repeats of the event it stands for.
+struct Facts {
+    event_type: String,
+    id: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// One message to publish (kept for retries).
+struct Outgoing {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    id: String,
+    app_id: Option<String>,
+    facts: Arc<Facts>,
+}
+
+impl Outgoing {
+    fn message(&self) -> PublishMessage {
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .headers(self.headers.clone())
+            .message_id(&self.id)
+    }
+}
+
+/// Publishes the events of one cluster.
+pub struct Publisher {
+    js: jetstream::Context,
+    accounts: Vec<AccountConfig>,
+    options: PublisherOptions,
+    stats: Arc<ReaderStats>,
+}
+
+impl Publisher {
+    pub fn new(
+        js: jetstream::Context,
+        accounts: Vec<AccountConfig>,
+        options: PublisherOptions,
+        stats: Arc<ReaderStats>,
+    ) -> Self {
+        Publisher {
+            js,
+            accounts,
+            options,
+            stats,
+        }
+    }
+
+    /// Publishes what arrives on `events` until the sender is dropped, then waits for every ack.
+    pub async fn run(self, mut events: mpsc::Receiver<Arc<MarathonEvent>>) {
+        let window = self.options.window.max(1);
+        let mut in_flight = FuturesUnordered::new();
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            tokio::select! {
+                biased;
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                received = events.recv(), if open && in_flight.len() < window => match received {
+                    Some(event) => {
+                        for outgoing in self.messages(&event) {
+                            in_flight.push(self.send(outgoing).await);
+                        }
+                    }
+                    None => open = false,
+                },
+            }
+        }
+    }
+
+    /// The messages of one event, one per account it goes to.
+    fn messages(&self, event: &MarathonEvent) -> Vec<Outgoing> {
+        let routing = route(&self.accounts, &event.data);
+        if routing.deliveries.is_empty() {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(event_type = %event.event_type, "event concerns no account");
+        }
+        let facts = Arc::new(Facts {
+            event_type: event.event_type.clone(),
+            id: routing.id,
+            timestamp: routing.timestamp,
+        });
+        routing
+            .deliveries
+            .into_iter()
+            .map(|delivery| {
+                let account = &self.accounts[delivery.account].name;
+                let mut headers = HeaderMap::new();
+                headers.insert(names::ACCOUNT_HEADER, account.as_str());
+                if let Some(app) = &delivery.app_id {
+                    headers.insert(names::APP_ID_HEADER, app.as_str());
+                }
+                headers.insert(names::EVENT_TYPE_HEADER, event.event_type.as_str());
+                Outgoing {
+                    subject: names::event_subject(account, &event.event_type),
+                    headers,
+                    payload: event.data.clone(),
+                    id: message_id(account, &event.event_type, &event.data),
+                    app_id: delivery.app_id,
+                    facts: facts.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Sends one message (a truncation marker instead when it is too large for the server) and
+    /// returns the future that awaits its ack (and retries).
+    async fn send(
+        &self,
+        outgoing: Outgoing,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (outgoing, ack) = match self
+            .js
+            .send_publish(outgoing.subject.clone(), outgoing.message())
+            .await
+        {
+            Ok(ack) => (outgoing, Ok(ack)),
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                let marker = outgoing.truncated();
+                tracing::warn!(
+                    subject = %marker.subject,
+                    bytes = outgoing.payload.len(),
+                    "event larger than NATS max_payload: publishing a truncation marker"
+                );
+                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                let ack = self
+                    .js
+                    .send_publish(marker.subject.clone(), marker.message())
+                    .await;
+                (marker, ack)
+            }
+            Err(e) => (outgoing, Err(e)),
+        };
+        let js = self.js.clone();
+        let stats = self.stats.clone();
+        let retry_delay = self.options.retry_delay;
+        deliver(js, outgoing, ack, stats, retry_delay)
+    }
+}
+
+impl Outgoing {
+    /// The marker published instead of an event too large for the server: same subject, id and
+    /// headers, payload `{"eventType", "truncated": true, "originalBytes", "id"?, "timestamp"?, "appId"?}`.
+    fn truncated(&self) -> Outgoing {
+        let mut payload = serde_json::Map::new();
+        payload.insert("eventType".into(), self.facts.event_type.clone().into());
+        payload.insert("truncated".into(), true.into());
+        payload.insert("originalBytes".into(), self.payload.len().into());
+        if let Some(id) = &self.facts.id {
+            payload.insert("id".into(), id.clone().into());
+        }
+        if let Some(ts) = &self.facts.timestamp {
+            payload.insert("timestamp".into(), ts.clone().into());
+        }
+        if let Some(app) = &self.app_id {
+            payload.insert("appId".into(), app.clone().into());
+        }
+        let mut headers = self.headers.clone();
+        headers.insert(TRUNCATED_HEADER, self.payload.len().to_string().as_str());
+        Outgoing {
+            subject: self.subject.clone(),
+            headers,
+            payload: Bytes::from(serde_json::Value::Object(payload).to_string()),
+            id: self.id.clone(),
+            app_id: self.app_id.clone(),
+            facts: self.facts.clone(),
+        }
+    }
+}
+
+/// Awaits one message's ack, publishing it again (same id) on failure, up to [`MAX_ATTEMPTS`].
+async fn deliver(
+    js: jetstream::Context,
+    outgoing: Outgoing,
+    first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
+    stats: Arc<ReaderStats>,
+    retry_delay: Duration,
+) {
+    let mut sent = first;
+    let mut attempt = 1;
+    loop {
+        let error = match sent {
+            Ok(ack) => match ack.await {
+                Ok(ack) => {
+                    stats.published.fetch_add(1, Ordering::Relaxed);
+                    if ack.duplicate {
+                        stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        if attempt >= MAX_ATTEMPTS {
+            stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(subject = %outgoing.subject, id = %outgoing.id, %error, attempts = attempt, "giving up publishing an event");
+            return;
+        }
+        tracing::warn!(subject = %outgoing.subject, %error, attempt, "publishing an event failed; retrying");
+        tokio::time::sleep(retry_delay * 2u32.pow(attempt - 1)).await;
+        attempt += 1;
+        sent = js
+            .send_publish(outgoing.subject.clone(), outgoing.message())
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> Vec<AccountConfig> {
+        let text = "[[account]]\nname = \"prod\"\nmarathon_urls = [\"http://m\"]\n\
+                    [[account]]\nname = \"web\"\nmarathon_urls = [\"http://m\"]\nroot_group = \"/prod/web\"\n\
+                    [[account]]\nname = \"dev\"\nmarathon_urls = [\"http://m\"]\n";
+        crate::config::Config::from_toml(std::path::Path::new("t.toml"), text, |_| None)
+            .unwrap()
+            .accounts
+    }
+
+    fn names_of(accounts: &[AccountConfig], routing: &Routing) -> Vec<(String, Option<String>)> {
+        routing
+            .deliveries
+            .iter()
+            .map(|d| (accounts[d.account].name.clone(), d.app_id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn routes_by_app_run_spec_and_plan() {
+        let a = accounts();
+        let r = route(
+            &a,
+            br#"{"eventType":"status_update_event","appId":"/prod/web/api"}"#,
+        );
+        assert_eq!(
+            names_of(&a, &r),
+            vec![
+                ("prod".into(), Some("/prod/web/api".into())),
+                ("web".into(), Some("/prod/web/api".into()))
+            ]
+        );
+        let r = route(
+            &a,
+            br#"{"instanceId":"x","runSpecId":"/dev/x","condition":"Running"}"#,
+        );
+        assert_eq!(
+            names_of(&a, &r),
+            vec![("dev".into(), Some("/dev/x".into()))]
+        );
+        let r = route(
+            &a,
+            br#"{"eventType":"deployment_success","id":"d1","plan":{"id":"d1","original":{"id":"/","apps":[]},"target":{"id":"/"},"steps":[{"actions":[{"action":"ScaleApplication","app":"/dev/a"}]},{"actions":[{"action":"StartApplication","app":"/prod/b"}]}]}}"#,
+        );
+        assert_eq!(
+            names_of(&a, &r),
+            vec![
+                ("prod".into(), Some("/prod/b".into())),
+                ("dev".into(), Some("/dev/a".into()))
+            ]
+        );
+        assert_eq!(r.id.as_deref(), Some("d1"));
+    }
+
+    #[test]
+    fn events_without_app_go_everywhere_and_foreign_apps_nowhere() {
+        let a = accounts();
+        let r = route(
+            &a,
+            br#"{"eventType":"event_stream_attached","remoteAddress":"1.2.3.4"}"#,
+        );
+        assert_eq!(r.deliveries.len(), 3);
+        assert!(r.deliveries.iter().all(|d| d.app_id.is_none()));
+        assert_eq!(route(&a, b"not json").deliveries.len(), 3);
+        assert!(route(&a, br#"{"appId":"/production/x"}"#)
+            .deliveries
+            .is_empty());
+        let r = route(
+            &a,
+            br#"{"eventType":"group_change_success","groupId":"/prod"}"#,
+        );
+        assert_eq!(
+            names_of(&a, &r),
+            vec![("prod".into(), None), ("web".into(), None)]
+        );
+        let r = route(&a, br#"{"eventType":"group_change_success","groupId":"/"}"#);
+        assert_eq!(r.deliveries.len(), 3);
+    }
+
+    #[test]
+    fn message_ids_are_deterministic_and_distinct() {
+        let one = message_id("prod", "x", b"{}");
+        assert_eq!(one, message_id("prod", "x", b"{}"));
+        assert_ne!(one, message_id("dev", "x", b"{}"));
+        assert_ne!(one, message_id("prod", "y", b"{}"));
+        assert_ne!(one, message_id("prod", "x", b"{ }"));
+    }
+}
