@@ -5,7 +5,9 @@
 //! submodules.
 
 pub mod backoff;
+pub mod hub;
 pub mod publisher;
+pub mod reader;
 pub mod sse;
 pub mod state;
 

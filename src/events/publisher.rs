@@ -261,17 +261,19 @@ impl Publisher {
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
         while open || !in_flight.is_empty() {
-            tokio::select! {
+            let received = tokio::select! {
                 biased;
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                received = events.recv(), if open && in_flight.len() < window => match received {
-                    Some(event) => {
-                        for outgoing in self.messages(&event) {
-                            in_flight.push(self.send(outgoing).await);
-                        }
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                received = events.recv(), if open && in_flight.len() < window => received,
+            };
+            match received {
+                Some(event) => {
+                    for outgoing in self.messages(&event) {
+                        let delivery = self.send(outgoing).await;
+                        in_flight.push(delivery);
                     }
-                    None => open = false,
-                },
+                }
+                None => open = false,
             }
         }
     }
