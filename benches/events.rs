@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use dcos_driver::events::publisher::{message_id, PublisherOptions};
@@ -70,17 +70,12 @@ async fn run_once(events: usize, window: usize) -> (f64, f64) {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: names::EVENTS_STREAM.into(),
-        subjects: vec![
-            names::EVENT_SUBJECTS.into(),
-            names::DISCOVERY_SUBJECTS.into(),
-        ],
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let events_stream =
+        dcos_driver::bus::setup::stream_configs(&dcos_driver::bus::BusSettings::default())
+            .into_iter()
+            .find(|c| c.name == names::EVENTS_STREAM)
+            .unwrap();
+    js.create_stream(events_stream).await.unwrap();
     let sim = sim::spawn(SimConfig {
         event_buffer: events + 1024,
         ..SimConfig::instant()
@@ -154,10 +149,11 @@ async fn run_once(events: usize, window: usize) -> (f64, f64) {
     client.flush().await.unwrap();
     let arrived = tokio::spawn(receive(sub, events));
     let started = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, ()>> =
+        FuturesUnordered::new();
     for data in &payloads {
         if in_flight.len() >= window {
-            in_flight.next().await.unwrap().unwrap();
+            in_flight.next().await;
         }
         let data = Bytes::from(data.clone());
         let mut headers = HeaderMap::new();
@@ -175,11 +171,11 @@ async fn run_once(events: usize, window: usize) -> (f64, f64) {
             )
             .await
             .unwrap();
-        in_flight.push(async move { ack.await.map(|_| ()) });
+        in_flight.push(Box::pin(async move {
+            ack.await.expect("baseline ack");
+        }));
     }
-    while let Some(ack) = in_flight.next().await {
-        ack.unwrap();
-    }
+    while in_flight.next().await.is_some() {}
     let finished = arrived.await.unwrap();
     let baseline_rate = events as f64 / finished.duration_since(started).as_secs_f64();
     sim.stop().await;

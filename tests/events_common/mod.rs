@@ -12,23 +12,22 @@ use dcos_driver::names;
 use dcos_driver::testkit::NatsServer;
 use parking_lot::Mutex;
 
-/// A nats-server with the `DCOS_EVENTS` stream as the bus setup creates it (subjects, limits retention,
-/// a duplicate window).
+/// The `DCOS_EVENTS` stream exactly as the bus setup creates it.
+pub fn events_stream_config() -> stream::Config {
+    dcos_driver::bus::setup::stream_configs(&dcos_driver::bus::BusSettings::default())
+        .into_iter()
+        .find(|c| c.name == names::EVENTS_STREAM)
+        .expect("the bus sets up DCOS_EVENTS")
+}
+
+/// A nats-server with the `DCOS_EVENTS` stream as the bus setup creates it.
 pub async fn nats() -> (NatsServer, jetstream::Context) {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client);
-    js.get_or_create_stream(stream::Config {
-        name: names::EVENTS_STREAM.into(),
-        subjects: vec![
-            names::EVENT_SUBJECTS.into(),
-            names::DISCOVERY_SUBJECTS.into(),
-        ],
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    js.get_or_create_stream(events_stream_config())
+        .await
+        .unwrap();
     (server, js)
 }
 
