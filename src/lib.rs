@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
+//! - [`dcos`]: the typed DC/OS client (Marathon, Metronome, login): retries, tokens, URL rotation, error codes.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
 //! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
@@ -21,6 +22,7 @@ pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dcos;
 pub mod deployments;
 pub mod events;
 pub mod health;
