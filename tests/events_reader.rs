@@ -581,3 +581,87 @@ async fn two_readers_publish_one_copy() {
     one.stop().await;
     two.stop().await;
 }
+
+/// 5 (with DC/OS login, through the `spawn_readers` entry point and the real DC/OS client): the first
+/// URL is a closed port, the second a standby whose 302 leads to the leader, which wants a token: the
+/// redirect is followed with the token. A token the leader stops accepting is renewed after the 401.
+/// Readiness follows the stream; deployment ends reach the hub.
+#[tokio::test]
+async fn login_redirect_with_token_and_renewal_through_spawn_readers() {
+    let (_nats, js) = nats().await;
+    let leader = sim_with(SimConfig {
+        auth_users: vec!["svc:secret".into()],
+        ..SimConfig::instant()
+    })
+    .await;
+    let standby = sim_with(SimConfig {
+        standby_of: Some(leader.url()),
+        ..SimConfig::instant()
+    })
+    .await;
+    let closed = format!("http://127.0.0.1:{}", dcos_driver::testkit::free_port());
+    let text = format!(
+        "[[account]]\nname = \"prod\"\ndcos_url = \"{}\"\nmarathon_urls = [\"{closed}\", \"{}\"]\n\
+         [account.credentials]\nuid = \"svc\"\npassword = \"secret\"\n\
+         [[account]]\nname = \"dev\"\ndcos_url = \"{}\"\nmarathon_urls = [\"{closed}\", \"{}\"]\n\
+         [account.credentials]\nuid = \"svc\"\npassword = \"secret\"\n",
+        leader.url(),
+        standby.url(),
+        leader.url(),
+        standby.url()
+    );
+    let config =
+        dcos_driver::config::Config::from_toml(std::path::Path::new("t.toml"), &text, |_| None)
+            .unwrap();
+    let clients: std::collections::HashMap<_, _> = config
+        .accounts
+        .iter()
+        .map(|a| {
+            let client = dcos_driver::dcos::DcosClient::new(a, Default::default()).unwrap();
+            (a.name.clone(), client)
+        })
+        .collect();
+    let readiness = dcos_driver::health::Readiness::new();
+    let recorder = Recorder::new();
+    let hub = Arc::new(DeploymentHub::new());
+    let shutdown = CancellationToken::new();
+    let mut opts = options(10.0);
+    opts.readiness = Some(readiness.clone());
+    let mut handles = dcos_driver::events::spawn_readers(
+        &config,
+        &clients,
+        js.clone(),
+        vec![recorder.clone()],
+        hub.clone(),
+        opts,
+        shutdown.clone(),
+    );
+    assert_eq!(handles.len(), 1, "both accounts share one cluster");
+    let reader = Running {
+        handle: handles.remove(0),
+        shutdown,
+    };
+    reader.connects_at_least(1).await;
+    assert_eq!(leader.sim.faults.open_streams(), 1);
+    assert_eq!(leader.sim.auth.logins(), 1);
+    for account in ["prod", "dev"] {
+        let report = readiness.report();
+        let check = &report.checks[&format!("events:{account}")];
+        assert!(check.ready, "{check:?}");
+    }
+    leader.sim.bus.publish(
+        "deployment_failed",
+        json!({"id": "dep-9", "reason": "boom", "plan": {"id": "dep-9", "steps": []}}),
+    );
+    wait_events(&recorder, "deployment_failed", 1).await;
+    assert!(hub.wait("dev", "dep-9").borrow().is_some());
+
+    leader.sim.auth.expire_tokens();
+    leader.sim.faults.close_streams();
+    reader.connects_at_least(2).await;
+    assert_eq!(leader.sim.auth.logins(), 2, "logged in again after the 401");
+    status_event(&leader, "/prod/a", 1);
+    wait_events(&recorder, "status_update_event", 1).await;
+    reader.stop().await;
+    assert!(!readiness.report().checks["events:prod"].ready);
+}

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use super::state::ReaderStats;
 use super::MarathonEvent;
 use crate::config::AccountConfig;
+use crate::metrics::Metrics;
 use crate::names;
 
 /// Header on a truncation marker: the size in bytes of the event it stands for.
@@ -195,6 +196,8 @@ pub struct PublisherOptions {
     pub window: usize,
     /// First retry delay of a failed publish (doubles per attempt).
     pub retry_delay: Duration,
+    /// Where events in (routed to an account) and out (acknowledged) are counted; `None` counts nothing.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for PublisherOptions {
@@ -202,6 +205,7 @@ impl Default for PublisherOptions {
         PublisherOptions {
             window: 256,
             retry_delay: Duration::from_millis(100),
+            metrics: None,
         }
     }
 }
@@ -215,6 +219,7 @@ struct Facts {
 
 /// One message to publish (kept for retries).
 struct Outgoing {
+    account: String,
     subject: String,
     headers: HeaderMap,
     payload: Bytes,
@@ -295,6 +300,9 @@ impl Publisher {
             .into_iter()
             .map(|delivery| {
                 let account = &self.accounts[delivery.account].name;
+                if let Some(metrics) = &self.options.metrics {
+                    metrics.event_in(account, &event.event_type);
+                }
                 let mut headers = HeaderMap::new();
                 headers.insert(names::ACCOUNT_HEADER, account.as_str());
                 if let Some(app) = &delivery.app_id {
@@ -302,6 +310,7 @@ impl Publisher {
                 }
                 headers.insert(names::EVENT_TYPE_HEADER, event.event_type.as_str());
                 Outgoing {
+                    account: account.clone(),
                     subject: names::event_subject(account, &event.event_type),
                     headers,
                     payload: event.data.clone(),
@@ -343,8 +352,8 @@ impl Publisher {
         };
         let js = self.js.clone();
         let stats = self.stats.clone();
-        let retry_delay = self.options.retry_delay;
-        deliver(js, outgoing, ack, stats, retry_delay)
+        let options = self.options.clone();
+        deliver(js, outgoing, ack, stats, options)
     }
 }
 
@@ -368,6 +377,7 @@ impl Outgoing {
         let mut headers = self.headers.clone();
         headers.insert(TRUNCATED_HEADER, self.payload.len().to_string().as_str());
         Outgoing {
+            account: self.account.clone(),
             subject: self.subject.clone(),
             headers,
             payload: Bytes::from(serde_json::Value::Object(payload).to_string()),
@@ -384,7 +394,7 @@ async fn deliver(
     outgoing: Outgoing,
     first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
     stats: Arc<ReaderStats>,
-    retry_delay: Duration,
+    options: PublisherOptions,
 ) {
     let mut sent = first;
     let mut attempt = 1;
@@ -393,6 +403,9 @@ async fn deliver(
             Ok(ack) => match ack.await {
                 Ok(ack) => {
                     stats.published.fetch_add(1, Ordering::Relaxed);
+                    if let Some(metrics) = &options.metrics {
+                        metrics.event_out(&outgoing.account, &outgoing.facts.event_type);
+                    }
                     if ack.duplicate {
                         stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
@@ -408,7 +421,7 @@ async fn deliver(
             return;
         }
         tracing::warn!(subject = %outgoing.subject, %error, attempt, "publishing an event failed; retrying");
-        tokio::time::sleep(retry_delay * 2u32.pow(attempt - 1)).await;
+        tokio::time::sleep(options.retry_delay * 2u32.pow(attempt - 1)).await;
         attempt += 1;
         sent = js
             .send_publish(outgoing.subject.clone(), outgoing.message())

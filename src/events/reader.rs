@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,26 +36,14 @@ use super::sse::{self, FrameError};
 use super::state::{Phase, ReaderStats, ReaderStatus};
 use super::{ClusterId, EventConsumer, MarathonEvent};
 use crate::config::AccountConfig;
+use crate::dcos::{DcosClient, DcosError, EventsRequest};
+use crate::health::{events_component, Readiness};
 
-/// Everything one connection attempt needs.
-#[derive(Clone)]
-pub struct Target {
-    /// The Marathon base URL this attempt uses (given back on failure to rotate).
-    pub base: String,
-    /// `<base>/v2/events`.
-    pub url: String,
-    /// The `Authorization` header, when the cluster needs a login (never logged).
-    pub authorization: Option<HeaderValue>,
-    /// The login the token came from (given back on a 401).
-    pub token_generation: Option<u64>,
-    /// An HTTP client with the account's TLS settings and no total timeout.
-    pub http: reqwest::Client,
-}
-
-/// Where a reader gets its targets: the DC/OS client of one account of the cluster.
+/// Where a reader gets what each connection attempt needs: the DC/OS client of one account of the
+/// cluster ([`DcosClient`]), or a [`PlainEndpoint`].
 pub trait EventsEndpoint: Send + Sync + 'static {
-    /// The target of the next attempt: the current base URL and a valid token (logging in if needed).
-    fn target(&self) -> BoxFuture<'_, Result<Target, String>>;
+    /// The next attempt's base URL (in rotation), a valid token (logging in if needed) and HTTP client.
+    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>>;
     /// `base` failed (unreachable, 5xx, silent): move on to the next Marathon URL.
     fn unreachable(&self, base: &str);
     /// DC/OS refused the token of login `generation`: the next target logs in again.
@@ -87,11 +75,25 @@ impl PlainEndpoint {
     }
 }
 
+impl EventsEndpoint for DcosClient {
+    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>> {
+        Box::pin(self.events_request())
+    }
+
+    fn unreachable(&self, base: &str) {
+        self.marathon_unreachable(base);
+    }
+
+    fn token_rejected(&self, generation: u64) {
+        DcosClient::token_rejected(self, generation);
+    }
+}
+
 impl EventsEndpoint for PlainEndpoint {
-    fn target(&self) -> BoxFuture<'_, Result<Target, String>> {
+    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>> {
         let base = self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()].clone();
         Box::pin(async move {
-            Ok(Target {
+            Ok(EventsRequest {
                 url: format!("{base}/v2/events"),
                 base,
                 authorization: None,
@@ -127,8 +129,10 @@ pub struct ReaderOptions {
     pub buffer: usize,
     /// Largest event accepted; a larger one ends the connection (and a reconnect follows).
     pub max_event_bytes: usize,
-    /// The publisher's settings.
+    /// The publisher's settings (its `metrics` also count this reader's reconnects).
     pub publisher: PublisherOptions,
+    /// Where `events:<account>` readiness is reported for each account of the cluster; `None`: nowhere.
+    pub readiness: Option<Readiness>,
 }
 
 impl Default for ReaderOptions {
@@ -139,6 +143,7 @@ impl Default for ReaderOptions {
             buffer: 8192,
             max_event_bytes: 64 * 1024 * 1024,
             publisher: PublisherOptions::default(),
+            readiness: None,
         }
     }
 }
@@ -146,14 +151,18 @@ impl Default for ReaderOptions {
 /// Why a connection attempt failed or a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("no target: {0}")]
-    Target(String),
+    #[error("cannot prepare the connection: {0}")]
+    Target(#[source] DcosError),
     #[error("cannot reach {base}: {source}")]
     Connect {
         base: String,
         #[source]
         source: reqwest::Error,
     },
+    #[error("invalid event stream URL {url}")]
+    InvalidUrl { url: String },
+    #[error("{base} sent no answer within {after:?}")]
+    NoAnswer { base: String, after: Duration },
     #[error("{base} answered {status}")]
     Status { base: String, status: StatusCode },
     #[error("{base} answered 200 with content type {content_type:?}, not an event stream")]
@@ -190,7 +199,9 @@ enum Next {
 
 fn next_step(error: &StreamError, unauthorized_in_a_row: u32) -> Next {
     match error {
-        StreamError::Connect { .. } | StreamError::NotAStream { .. } => Next::Rotate,
+        StreamError::Connect { .. }
+        | StreamError::NoAnswer { .. }
+        | StreamError::NotAStream { .. } => Next::Rotate,
         StreamError::Status { status, .. } if status.is_server_error() => Next::Rotate,
         StreamError::Frame {
             source: FrameError::Idle(_),
@@ -233,9 +244,11 @@ pub fn spawn_reader(
     let (status_tx, status) = watch::channel(ReaderStatus::new());
     let stats = Arc::new(ReaderStats::default());
     let (to_publisher, buffer) = mpsc::channel(options.buffer.max(1));
+    let account_names = accounts.iter().map(|a| a.name.clone()).collect();
     let publisher = Publisher::new(js, accounts, options.publisher.clone(), stats.clone());
     let reader = Reader {
         cluster: cluster.clone(),
+        accounts: account_names,
         endpoint,
         consumers,
         options,
@@ -264,6 +277,8 @@ pub fn spawn_reader(
 
 struct Reader {
     cluster: ClusterId,
+    /// Names of the accounts sharing the cluster (for readiness and metrics).
+    accounts: Vec<String>,
     endpoint: Arc<dyn EventsEndpoint>,
     consumers: Vec<Arc<dyn EventConsumer>>,
     options: ReaderOptions,
@@ -293,6 +308,13 @@ impl Reader {
                         s.base = Some(base.clone());
                     });
                     tracing::info!(%base, "attached to the event stream");
+                    self.report();
+                    let connects = self.status.borrow().connects;
+                    if let (Some(metrics), true) = (&self.options.publisher.metrics, connects > 1) {
+                        for account in &self.accounts {
+                            metrics.reconnect(account);
+                        }
+                    }
                     for consumer in &self.consumers {
                         consumer.attached(&self.cluster);
                     }
@@ -345,6 +367,30 @@ impl Reader {
                 s.last_error = error;
             }
         });
+        self.report();
+    }
+
+    /// Readiness of every account of the cluster: ready while attached.
+    fn report(&self) {
+        let Some(readiness) = &self.options.readiness else {
+            return;
+        };
+        let status = self.status.borrow();
+        let detail = match (status.phase, &status.last_error) {
+            (Phase::Streaming, _) => {
+                format!("attached to {}", status.base.as_deref().unwrap_or("?"))
+            }
+            (Phase::Stopped, _) => "stopped".to_string(),
+            (phase, Some(error)) => format!("{}: {error}", phase.as_str()),
+            (phase, None) => phase.as_str().to_string(),
+        };
+        for account in &self.accounts {
+            readiness.set(
+                &events_component(account),
+                status.attached(),
+                detail.clone(),
+            );
+        }
     }
 
     /// Opens `GET /v2/events` at the endpoint's current target, following redirects with the token.
@@ -352,6 +398,7 @@ impl Reader {
         let target = self.endpoint.target().await.map_err(StreamError::Target)?;
         let base = target.base.clone();
         self.status.send_modify(|s| s.base = Some(base.clone()));
+        let idle = self.options.idle_timeout;
         let send = |url: reqwest::Url| {
             let mut request = target
                 .http
@@ -360,15 +407,21 @@ impl Reader {
             if let Some(auth) = &target.authorization {
                 request = request.header(header::AUTHORIZATION, auth.clone());
             }
-            request.send()
+            let answer = request.send();
+            let base = base.clone();
+            async move {
+                // Headers must come as soon as a keep-alive would: a hung master is rotated past.
+                match tokio::time::timeout(idle, answer).await {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(source)) => Err(StreamError::Connect { base, source }),
+                    Err(_) => Err(StreamError::NoAnswer { base, after: idle }),
+                }
+            }
         };
-        let connect_error = |source| StreamError::Connect {
-            base: base.clone(),
-            source,
-        };
-        let url = reqwest::Url::parse(&target.url)
-            .map_err(|_| StreamError::Target(format!("invalid URL {}", target.url)))?;
-        let mut response = send(url.clone()).await.map_err(connect_error)?;
+        let url = reqwest::Url::parse(&target.url).map_err(|_| StreamError::InvalidUrl {
+            url: target.url.clone(),
+        })?;
+        let mut response = send(url.clone()).await?;
         let mut hops = 0;
         loop {
             let status = response.status();
@@ -383,7 +436,7 @@ impl Reader {
                     Some(next) if hops < MAX_REDIRECTS => {
                         hops += 1;
                         tracing::debug!(%next, "following the redirect to the leader");
-                        response = send(next).await.map_err(connect_error)?;
+                        response = send(next).await?;
                         continue;
                     }
                     _ => return Err(StreamError::TooManyRedirects { base }),
@@ -398,7 +451,7 @@ impl Reader {
                 hops += 1;
                 let leader = response.url().clone();
                 tracing::debug!(%leader, "redirected without the token; asking the leader with it");
-                response = send(leader).await.map_err(connect_error)?;
+                response = send(leader).await?;
                 continue;
             }
             break;

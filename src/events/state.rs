@@ -18,6 +18,18 @@ pub enum Phase {
     Stopped,
 }
 
+impl Phase {
+    /// `connecting`, `streaming`, `backoff`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connecting => "connecting",
+            Phase::Streaming => "streaming",
+            Phase::Backoff => "backoff",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
 /// The latest transition of a reader.
 #[derive(Debug, Clone)]
 pub struct ReaderStatus {
