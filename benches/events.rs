@@ -54,6 +54,16 @@ impl EventConsumer for Quiet {
     fn lost(&self, _: &ClusterId) {}
 }
 
+/// Subscribes to the bench's subject and counts `n` messages in a task; it returns when the last came.
+async fn expect(client: &async_nats::Client, n: usize) -> tokio::task::JoinHandle<Instant> {
+    let sub = client
+        .subscribe("dcos.event.bench.status_update_event")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    tokio::spawn(receive(sub, n))
+}
+
 /// Waits until `n` messages arrived on the subscription; returns when the last one did.
 async fn receive(mut sub: async_nats::Subscriber, n: usize) -> Instant {
     let mut seen = 0;
@@ -115,12 +125,7 @@ async fn run_once(events: usize, window: usize) -> (f64, f64) {
     );
     let mut status = reader.status.clone();
     status.wait_for(|s| s.attached()).await.unwrap();
-    let sub = client
-        .subscribe("dcos.event.bench.status_update_event")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
-    let arrived = tokio::spawn(receive(sub, events));
+    let arrived = expect(&client, events).await;
     let started = Instant::now();
     for (i, data) in payloads.iter().enumerate() {
         sim.sim.bus.publish_raw(SimEvent {
@@ -142,12 +147,7 @@ async fn run_once(events: usize, window: usize) -> (f64, f64) {
     reader.join().await;
 
     // async-nats alone: the same payloads, subjects, headers and window of acks.
-    let sub = client
-        .subscribe("dcos.event.bench.status_update_event")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
-    let arrived = tokio::spawn(receive(sub, events));
+    let arrived = expect(&client, events).await;
     let started = Instant::now();
     let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, ()>> =
         FuturesUnordered::new();

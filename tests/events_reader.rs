@@ -99,6 +99,38 @@ fn plain(urls: &[String]) -> Arc<dyn EventsEndpoint> {
     Arc::new(PlainEndpoint::new(urls.to_vec()))
 }
 
+/// The usual setup: NATS, one simulator, one reader for account `prod`, a recording consumer;
+/// returned once the reader is attached.
+struct Fixture {
+    _nats: dcos_driver::testkit::NatsServer,
+    js: async_nats::jetstream::Context,
+    sim: SimHandle,
+    recorder: Arc<Recorder>,
+    reader: Running,
+}
+
+async fn fixture(config: SimConfig, options: ReaderOptions) -> Fixture {
+    let (nats, js) = nats().await;
+    let sim = sim_with(config).await;
+    let accounts = accounts(&sim.url(), &[("prod", None)]);
+    let recorder = Recorder::new();
+    let reader = start(
+        accounts,
+        plain(&[sim.url()]),
+        &js,
+        vec![recorder.clone()],
+        options,
+    );
+    reader.connects_at_least(1).await;
+    Fixture {
+        _nats: nats,
+        js,
+        sim,
+        recorder,
+        reader,
+    }
+}
+
 fn status_event(sim: &SimHandle, app: &str, n: usize) {
     sim.sim.bus.publish(
         "status_update_event",
@@ -132,22 +164,20 @@ async fn stored_of(js: &async_nats::jetstream::Context, subject: &str) -> Vec<St
 /// 1. A stream that stays open but goes silent: the idle deadline reconnects, and `attached` follows.
 #[tokio::test]
 async fn silent_stall_reconnects_after_the_idle_deadline() {
-    let (_nats, js) = nats().await;
-    let sim = sim_with(SimConfig {
-        keepalive_seconds: 0.1,
-        ..SimConfig::instant()
-    })
-    .await;
-    let accounts = accounts(&sim.url(), &[("prod", None)]);
-    let recorder = Recorder::new();
-    let reader = start(
-        accounts,
-        plain(&[sim.url()]),
-        &js,
-        vec![recorder.clone()],
+    let Fixture {
+        js,
+        sim,
+        recorder,
+        reader,
+        ..
+    } = fixture(
+        SimConfig {
+            keepalive_seconds: 0.1,
+            ..SimConfig::instant()
+        },
         options(0.1),
-    );
-    reader.connects_at_least(1).await;
+    )
+    .await;
     // Keep-alives alone keep the connection: no reconnect over several idle deadlines.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(reader.handle.status.borrow().connects, 1);
@@ -188,18 +218,12 @@ async fn silent_stall_reconnects_after_the_idle_deadline() {
 /// `attached` (they resync); events after the reconnect flow again.
 #[tokio::test]
 async fn reconnects_and_reattaches_after_the_stream_closes() {
-    let (_nats, js) = nats().await;
-    let sim = sim_with(SimConfig::instant()).await;
-    let accounts = accounts(&sim.url(), &[("prod", None)]);
-    let recorder = Recorder::new();
-    let reader = start(
-        accounts,
-        plain(&[sim.url()]),
-        &js,
-        vec![recorder.clone()],
-        options(10.0),
-    );
-    reader.connects_at_least(1).await;
+    let Fixture {
+        sim,
+        recorder,
+        reader,
+        ..
+    } = fixture(SimConfig::instant(), options(10.0)).await;
     status_event(&sim, "/prod/a", 1);
     wait_events(&recorder, "status_update_event", 1).await;
 
@@ -316,18 +340,13 @@ async fn events_pass_in_stream_order_and_deployment_ends_reach_the_hub() {
 /// types reach NATS byte for byte.
 #[tokio::test]
 async fn version_drift_passes_through_unchanged() {
-    let (_nats, js) = nats().await;
-    let sim = sim_with(SimConfig::instant()).await;
-    let accounts = accounts(&sim.url(), &[("prod", None)]);
-    let recorder = Recorder::new();
-    let reader = start(
-        accounts,
-        plain(&[sim.url()]),
-        &js,
-        vec![recorder.clone()],
-        options(10.0),
-    );
-    reader.connects_at_least(1).await;
+    let Fixture {
+        js,
+        sim,
+        recorder,
+        reader,
+        ..
+    } = fixture(SimConfig::instant(), options(10.0)).await;
     let raw = [
         (
             "status_update_event",
@@ -401,22 +420,20 @@ async fn closed_port_rotated_and_standby_redirect_followed() {
 /// JSON objects on one `data:` line (split).
 #[tokio::test]
 async fn framing_big_events_and_several_objects_per_line() {
-    let (_nats, js) = nats().await;
-    let sim = sim_with(SimConfig {
-        keepalive_seconds: 0.02,
-        ..SimConfig::instant()
-    })
-    .await;
-    let accounts = accounts(&sim.url(), &[("prod", None)]);
-    let recorder = Recorder::new();
-    let reader = start(
-        accounts,
-        plain(&[sim.url()]),
-        &js,
-        vec![recorder.clone()],
+    let Fixture {
+        js,
+        sim,
+        recorder,
+        reader,
+        ..
+    } = fixture(
+        SimConfig {
+            keepalive_seconds: 0.02,
+            ..SimConfig::instant()
+        },
         options(1.0),
-    );
-    reader.connects_at_least(1).await;
+    )
+    .await;
     let pad = |n: usize| "x".repeat(n);
     let big = format!(
         r#"{{"eventType":"deployment_info","appId":"/prod/a","pad":"{}"}}"#,
