@@ -112,6 +112,9 @@ pub async fn op(client: async_nats::Client, args: OpArgs) -> anyhow::Result<Endi
     })?;
     let description = build_description(args.file.as_ref(), &args.set)?;
     let task_id = args.id.clone().unwrap_or_else(new_task_id);
+    if !crate::bus::request::is_client_task_id(&task_id) {
+        bail!("--id `{task_id}` must match [A-Za-z0-9_-]{{1,128}} and not start with `auto-`");
+    }
     let subject = names::op_subject(&args.account, &operation.subject_name());
     let task_subject = names::task_subject(&args.account, &task_id);
 
@@ -119,7 +122,7 @@ pub async fn op(client: async_nats::Client, args: OpArgs) -> anyhow::Result<Endi
     let mut updates = client.subscribe(task_subject.clone()).await?;
     let js = jetstream::new(client.clone());
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", task_id.as_str());
+    headers.insert(names::MSG_ID_HEADER, task_id.as_str());
     let ack = js
         .publish_with_headers(
             subject.clone(),
@@ -334,7 +337,8 @@ pub async fn follow(
     let subject = match (feed, filter) {
         (Feed::Events, Some(t)) => names::event_subject(account, t),
         (Feed::Events, None) => format!("dcos.event.{account}.>"),
-        (Feed::Discovery, Some(app)) => format!("{}.>", names::discovery_subject(account, app)),
+        // Discovery documents of an app are published on exactly its subject (nested apps have their own).
+        (Feed::Discovery, Some(app)) => names::discovery_subject(account, app),
         (Feed::Discovery, None) => format!("dcos.discovery.{account}.>"),
     };
     let consumer = stream

@@ -10,6 +10,7 @@
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
 //! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
+//! - [`ops`]: the operations: strict descriptions, path safety under the account root, naming and versions, the executor framework (locks, waiting, error mapping) and each operation.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
@@ -28,6 +29,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod ops;
 pub mod overlays;
 pub mod schemas;
 pub mod sim;

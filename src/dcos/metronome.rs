@@ -34,6 +34,16 @@ impl<'a> Metronome<'a> {
             .await
     }
 
+    /// `GET /v1/jobs/{id}?embed=…`: the job with `activeRuns`, `schedules`, `history` (finished runs:
+    /// `successfulFinishedRuns` / `failedFinishedRuns`) or `historySummary` embedded.
+    pub async fn get_job_embedded(&self, id: &str, embed: &[&str]) -> Result<Job, DcosError> {
+        let mut call = spec(Method::GET, job_path(id, ""), "jobs.get");
+        for what in embed {
+            call = call.query("embed", what);
+        }
+        self.client.json(call).await
+    }
+
     /// `POST /v1/jobs` (an existing id is `CONFLICT`, an invalid spec `DCOS_VALIDATION`).
     pub async fn create_job(&self, job: &Job) -> Result<Job, DcosError> {
         self.client
