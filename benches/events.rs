@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use dcos_driver::events::publisher::{message_id, PublisherOptions};
-use dcos_driver::events::reader::{spawn_reader, PlainEndpoint, ReaderOptions};
+use dcos_driver::events::{spawn_reader, PlainEndpoint, ReaderOptions};
 use dcos_driver::events::{ClusterId, EventConsumer};
 use dcos_driver::names;
 use dcos_driver::sim::bus::SimEvent;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use dcos_driver::config::AccountConfig;
 use dcos_driver::deployments::{DeploymentEnd, DeploymentHub};
 use dcos_driver::events::hub::DeploymentEnds;
-use dcos_driver::events::reader::{
+use dcos_driver::events::{
     spawn_reader, EventsEndpoint, PlainEndpoint, ReaderHandle, ReaderOptions,
 };
 use dcos_driver::events::{ClusterId, EventConsumer};

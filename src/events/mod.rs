@@ -8,17 +8,21 @@
 //! - [`reader`]: the connection state machine of one cluster (connect, 302 with the token, URL rotation,
 //!   idle deadline, backoff), handing events to the consumers and, through a bounded buffer, to the
 //!   publisher. [`spawn_readers`] starts one per cluster.
+//! - [`endpoint`]: where each connection attempt gets its URL, token and HTTP client (the DC/OS client).
 //! - [`sse`]: framing glue on the `sse-stream` crate (why that crate: see there), the idle deadline on the
 //!   byte chunks, several JSON objects on one `data:` line split.
-//! - [`publisher`]: routing to accounts, deterministic `Nats-Msg-Id`, pipelined acks into `DCOS_EVENTS`.
+//! - [`publisher`]: deterministic `Nats-Msg-Id`, pipelined acks into `DCOS_EVENTS`, truncation markers.
+//! - [`route`]: which accounts an event goes to (the root group holding its app), with which app id.
 //! - [`backoff`]: jittered exponential reconnect delays that start over after a healthy connection.
 //! - [`state`]: what a reader shows: its phase (readiness) and counters (metrics).
 //! - [`hub`]: the consumer that feeds deployment ends into the [`DeploymentHub`].
 
 pub mod backoff;
+pub mod endpoint;
 pub mod hub;
 pub mod publisher;
 pub mod reader;
+pub mod route;
 pub mod sse;
 pub mod state;
 
@@ -31,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AccountConfig, Config};
 use crate::dcos::DcosClient;
 use crate::deployments::DeploymentHub;
-pub use reader::{ReaderHandle, ReaderOptions};
+pub use endpoint::{EventsEndpoint, PlainEndpoint};
+pub use reader::{spawn_reader, ReaderHandle, ReaderOptions};
 
 /// One Marathon event exactly as it arrived: its `event:` type and its `data:` bytes (one JSON object, or
 /// occasionally several on one line).

@@ -23,7 +23,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use http::{header, StatusCode};
 use tokio::sync::{mpsc, watch};
@@ -31,91 +30,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, BackoffPolicy};
+use super::endpoint::EventsEndpoint;
 use super::publisher::{Publisher, PublisherOptions};
 use super::sse::{self, FrameError};
 use super::state::{Phase, ReaderStats, ReaderStatus};
 use super::{ClusterId, EventConsumer, MarathonEvent};
 use crate::config::AccountConfig;
-use crate::dcos::{DcosClient, DcosError, EventsRequest};
+use crate::dcos::DcosError;
 use crate::health::{events_component, Readiness};
-
-/// Where a reader gets what each connection attempt needs: the DC/OS client of one account of the
-/// cluster ([`DcosClient`]), or a [`PlainEndpoint`].
-pub trait EventsEndpoint: Send + Sync + 'static {
-    /// The next attempt's base URL (in rotation), a valid token (logging in if needed) and HTTP client.
-    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>>;
-    /// `base` failed (unreachable, 5xx, silent): move on to the next Marathon URL.
-    fn unreachable(&self, base: &str);
-    /// DC/OS refused the token of login `generation`: the next target logs in again.
-    fn token_rejected(&self, generation: u64);
-}
-
-/// A cluster without login, given by its Marathon base URLs (tests, benchmarks, plain Marathon).
-pub struct PlainEndpoint {
-    bases: Vec<String>,
-    current: std::sync::atomic::AtomicUsize,
-    http: reqwest::Client,
-}
-
-impl PlainEndpoint {
-    pub fn new(bases: Vec<String>) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client builds");
-        PlainEndpoint {
-            bases: bases
-                .into_iter()
-                .map(|b| b.trim_end_matches('/').to_string())
-                .collect(),
-            current: Default::default(),
-            http,
-        }
-    }
-}
-
-impl EventsEndpoint for DcosClient {
-    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>> {
-        Box::pin(self.events_request())
-    }
-
-    fn unreachable(&self, base: &str) {
-        self.marathon_unreachable(base);
-    }
-
-    fn token_rejected(&self, generation: u64) {
-        DcosClient::token_rejected(self, generation);
-    }
-}
-
-impl EventsEndpoint for PlainEndpoint {
-    fn target(&self) -> BoxFuture<'_, Result<EventsRequest, DcosError>> {
-        let base = self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()].clone();
-        Box::pin(async move {
-            Ok(EventsRequest {
-                url: format!("{base}/v2/events"),
-                base,
-                authorization: None,
-                token_generation: None,
-                http: self.http.clone(),
-            })
-        })
-    }
-
-    fn unreachable(&self, base: &str) {
-        if let Some(i) = self.bases.iter().position(|b| b == base) {
-            let _ = self.current.compare_exchange(
-                i,
-                (i + 1) % self.bases.len(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    fn token_rejected(&self, _generation: u64) {}
-}
 
 /// Settings of a reader and its publisher.
 #[derive(Debug, Clone)]
@@ -133,6 +55,8 @@ pub struct ReaderOptions {
     pub publisher: PublisherOptions,
     /// Where `events:<account>` readiness is reported for each account of the cluster; `None`: nowhere.
     pub readiness: Option<Readiness>,
+    /// At shutdown, how long the publisher may still drain its buffer and await acks (NATS may be down).
+    pub flush_grace: Duration,
 }
 
 impl Default for ReaderOptions {
@@ -144,6 +68,7 @@ impl Default for ReaderOptions {
             max_event_bytes: 64 * 1024 * 1024,
             publisher: PublisherOptions::default(),
             readiness: None,
+            flush_grace: Duration::from_secs(10),
         }
     }
 }
@@ -260,10 +185,17 @@ pub fn spawn_reader(
     let span = tracing::info_span!("events", cluster = %cluster.0);
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let publishing = tokio::spawn(publisher.run(buffer));
+            let mut publishing = tokio::spawn(publisher.run(buffer));
+            let grace = reader.options.flush_grace;
             reader.run(shutdown).await;
             // The reader dropped its side of the buffer: the publisher drains it and awaits its acks.
-            let _ = publishing.await;
+            if tokio::time::timeout(grace, &mut publishing).await.is_err() {
+                publishing.abort();
+                tracing::error!(
+                    grace_ms = grace.as_millis() as u64,
+                    "the publisher did not flush in time at shutdown; events still buffered are not on NATS"
+                );
+            }
         },
         span,
     ));
