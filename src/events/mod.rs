@@ -89,7 +89,8 @@ pub fn accounts_for_app<'a>(accounts: &'a [AccountConfig], app_id: &str) -> Vec<
 /// URLs share one stream, read with the first such account's client (its token and URL rotation).
 /// Deployment ends are fed into `hub` for every account of the cluster, besides `consumers`.
 /// An account without an entry in `clients` (by account name) is left out, with an error logged.
-/// After `shutdown`, [`ReaderHandle::join`] waits until each publisher has flushed.
+/// After `shutdown`, [`ReaderHandle::join`] waits until each publisher has flushed. With
+/// `driver.events_enabled = false` nothing is started.
 pub fn spawn_readers(
     config: &Config,
     clients: &HashMap<String, DcosClient>,
@@ -99,6 +100,9 @@ pub fn spawn_readers(
     options: ReaderOptions,
     shutdown: CancellationToken,
 ) -> Vec<ReaderHandle> {
+    if !config.driver.events_enabled {
+        return Vec::new();
+    }
     let mut clusters: BTreeMap<ClusterId, Vec<AccountConfig>> = BTreeMap::new();
     for account in &config.accounts {
         if clients.contains_key(&account.name) {
