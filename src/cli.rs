@@ -155,8 +155,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            tracing::info!(accounts = config.accounts.len(), "configuration loaded");
-            anyhow::bail!("serve is not built yet")
+            crate::serve::run(config, shutdown).await?;
+            Ok(0)
         }
         Command::Sim(config) => {
             sim::run(config, shutdown).await?;

@@ -124,6 +124,12 @@ pub struct DriverConfig {
     /// Run the Marathon event reader and the discovery feed.
     #[serde(default = "defaults::yes")]
     pub events_enabled: bool,
+    /// At shutdown, how long in-flight operations may still run before they are handed back, in seconds.
+    #[serde(default = "defaults::shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+    /// How often each account's Marathon is pinged for the `dcos:<account>` readiness check, in seconds.
+    #[serde(default = "defaults::probe_interval_seconds")]
+    pub probe_interval_seconds: u64,
 }
 
 impl Default for DriverConfig {
@@ -138,6 +144,8 @@ impl Default for DriverConfig {
             unknown_is_down: false,
             http_listen: defaults::http_listen(),
             events_enabled: true,
+            shutdown_grace_seconds: defaults::shutdown_grace_seconds(),
+            probe_interval_seconds: defaults::probe_interval_seconds(),
         }
     }
 }
@@ -280,6 +288,12 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn shutdown_grace_seconds() -> u64 {
+        20
+    }
+    pub fn probe_interval_seconds() -> u64 {
+        15
     }
 }
 

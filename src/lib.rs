@@ -16,6 +16,7 @@
 //! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
 //! - [`schemas`]: JSON Schema files of the public documents (`schemas/*.json`), generated and checked.
+//! - [`serve`]: `dcos-driver serve`: every part wired together under one shutdown signal.
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
 
@@ -32,6 +33,7 @@ pub mod names;
 pub mod ops;
 pub mod overlays;
 pub mod schemas;
+pub mod serve;
 pub mod sim;
 pub mod telemetry;
 pub mod testkit;

@@ -5,23 +5,12 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::outcome::{error_code, interrupted, result};
 use common::{app_body, Harness, Options};
-use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::bus::TaskStatus;
 use dcos_driver::sim::SimConfig;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 /// A server group `/test/web/<application>-v000` with `n` running tasks.
 async fn server_group(h: &Harness, application: &str, n: u64) -> String {
@@ -48,16 +37,6 @@ fn running(h: &Harness, app_id: &str) -> usize {
         .iter()
         .filter(|t| t.state == "TASK_RUNNING")
         .count()
-}
-
-/// A task document as a driver that died mid-operation leaves it: RUNNING, no result.
-async fn interrupted(h: &Harness, task_id: &str, operation: &str, progress: Option<Value>) {
-    let mut doc = TaskDocument::new(task_id, "test", operation, TaskStatus::Running, "started");
-    doc.progress = progress;
-    h.tasks
-        .put(task_id, serde_json::to_vec(&doc).unwrap().into())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -3,22 +3,11 @@
 
 mod common;
 
+use common::outcome::{error_code, interrupted, result};
 use common::Harness;
-use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::bus::TaskStatus;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 /// `GET <sim>/v1/jobs/<id>?embed=…` (`None` on 404).
 async fn job(h: &Harness, id: &str, embed: &str) -> Option<Value> {
@@ -45,16 +34,6 @@ async fn run_count(h: &Harness, id: &str) -> usize {
     active
         + history["successfulFinishedRuns"].as_array().unwrap().len()
         + history["failedFinishedRuns"].as_array().unwrap().len()
-}
-
-/// A task document as a driver that died mid-operation leaves it: RUNNING, no result.
-async fn interrupted(h: &Harness, task_id: &str, progress: Option<Value>) {
-    let mut doc = TaskDocument::new(task_id, "test", "RUN_JOB", TaskStatus::Running, "started");
-    doc.progress = progress;
-    h.tasks
-        .put(task_id, serde_json::to_vec(&doc).unwrap().into())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -190,6 +169,7 @@ async fn a_redelivered_run_job_never_starts_a_second_run() {
     interrupted(
         &h,
         "once-recorded",
+        "RUN_JOB",
         Some(json!({"jobId": "test.once", "runId": run_id})),
     )
     .await;
@@ -205,7 +185,7 @@ async fn a_redelivered_run_job_never_starts_a_second_run() {
     assert_eq!(run_count(&h, "test.once").await, 1);
 
     // Died between starting the run and recording it: the redelivery adopts that run.
-    interrupted(&h, "once-unrecorded", None).await;
+    interrupted(&h, "once-unrecorded", "RUN_JOB", None).await;
     let started: Value = reqwest::Client::new()
         .post(format!("{}/v1/jobs/test.once/runs", h.sim.url()))
         .json(&json!({}))

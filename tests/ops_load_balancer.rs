@@ -2,22 +2,11 @@
 
 mod common;
 
+use common::outcome::{error_code, result};
 use common::Harness;
-use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::bus::TaskStatus;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 fn ports(app: &Value) -> Vec<u64> {
     app["portDefinitions"]
@@ -70,6 +59,16 @@ async fn upsert_creates_then_updates_and_delete_removes() {
     );
     assert_eq!(app["tasksRunning"], 1);
 
+    // A label added by hand survives the next upsert.
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/v2/apps/test/edge", h.sim.url()))
+        .json(&json!({"labels": {"DCOS_DRIVER_LOAD_BALANCER": "edge", "HAPROXY_SYSLOGD": "true"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success(), "{}", patched.status());
+    h.sim.sim.marathon.settled().await;
+
     // The second upsert updates the same app (clouddriver's field name works too).
     let doc = h
         .run(
@@ -93,6 +92,7 @@ async fn upsert_creates_then_updates_and_delete_removes() {
         "--dont-bind-http-https"
     );
     assert_eq!(ports(&app), vec![9090, 9091]);
+    assert_eq!(app["labels"]["HAPROXY_SYSLOGD"], "true");
     assert_eq!(h.apps_under("/test/").len(), 1);
 
     let doc = h

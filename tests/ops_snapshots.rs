@@ -3,22 +3,11 @@
 
 mod common;
 
+use common::outcome::{error_code, result};
 use common::{app_body, Harness};
-use dcos_driver::bus::{TaskDocument, TaskStatus};
+use dcos_driver::bus::TaskStatus;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 #[tokio::test]
 async fn save_then_restore_brings_a_deleted_app_back_and_dry_run_changes_nothing() {

@@ -204,6 +204,7 @@ impl DcosClient {
             permits: Semaphore::new(options.max_concurrent_calls.max(1)),
             max_response_bytes: options.max_response_bytes,
             hook: options.on_call,
+            account: account.name.clone(),
         };
         Ok(DcosClient {
             inner: Arc::new(transport),

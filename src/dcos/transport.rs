@@ -40,6 +40,8 @@ impl Service {
 /// One attempt, as reported to the [`CallHook`](super::CallHook) (Prometheus counts these).
 #[derive(Debug, Clone)]
 pub struct CallRecord<'a> {
+    /// The account whose client made the call.
+    pub account: &'a str,
     /// Marathon, Metronome or the login.
     pub service: Service,
     /// HTTP method.
@@ -180,6 +182,7 @@ pub(crate) struct Transport {
     pub permits: Semaphore,
     pub max_response_bytes: usize,
     pub hook: Option<super::CallHook>,
+    pub account: String,
 }
 
 impl Transport {
@@ -394,6 +397,7 @@ impl Transport {
     ) {
         if let Some(hook) = &self.hook {
             hook(&CallRecord {
+                account: &self.account,
                 service: spec.service,
                 method: &spec.method,
                 endpoint: spec.endpoint,

@@ -12,7 +12,7 @@
 //! - The driver manages only apps carrying the label: an upsert or delete of `<root>/<name>` when
 //!   that app exists without the label is `FORBIDDEN` (it is someone else's app).
 //! - An upsert of an existing load balancer is a partial update of the fields the description
-//!   controls (others, e.g. constraints added by hand, are kept); creating when the id was just
+//!   controls (others, e.g. constraints or labels added by hand, are kept); creating when the id was just
 //!   taken by an earlier delivery falls back to the update, so a redelivery is harmless.
 //! - Deleting a load balancer that does not exist is `NOT_FOUND` on a first delivery and success
 //!   (`alreadyGone`) on a redelivery.
@@ -140,6 +140,21 @@ async fn managed_app(ctx: &OpContext, app_id: &str, name: &str) -> Result<Option
     }
 }
 
+/// `def` with the labels `existing` has beside the driver's own: a partial update replaces the
+/// whole `labels` object, and labels added by hand (HAProxy settings) must survive an upsert.
+fn keep_labels(mut def: App, existing: &App) -> App {
+    let mut labels: Map<String, Value> = existing
+        .labels()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    if let Some(ours) = def.get("labels").and_then(Value::as_object) {
+        labels.extend(ours.clone());
+    }
+    def.set("labels", Value::Object(labels));
+    def
+}
+
 /// UPSERT_LOAD_BALANCER.
 pub async fn upsert(
     ctx: &OpContext,
@@ -151,17 +166,23 @@ pub async fn upsert(
     let existing = managed_app(ctx, &app_id, &d.name).await?;
     let marathon = ctx.client.marathon();
     let (deployment, created) = match existing {
-        Some(_) => (
-            marathon.update_app(&app_id, &def, d.force, true).await?,
+        Some(app) => (
+            marathon
+                .update_app(&app_id, &keep_labels(def, &app), d.force, true)
+                .await?,
             false,
         ),
         None => match marathon.create_app(&def).await {
             Ok(created) => (created.deployment, true),
             // Taken between the read and the create (e.g. by an earlier delivery of this request).
             Err(DcosError::Conflict { .. }) => {
-                managed_app(ctx, &app_id, &d.name).await?;
+                let app = managed_app(ctx, &app_id, &d.name)
+                    .await?
+                    .unwrap_or_default();
                 (
-                    marathon.update_app(&app_id, &def, d.force, true).await?,
+                    marathon
+                        .update_app(&app_id, &keep_labels(def, &app), d.force, true)
+                        .await?,
                     false,
                 )
             }

@@ -12,7 +12,7 @@ use super::description::app::ApplyContext;
 use super::description::server_group::*;
 use super::error::OpError;
 use super::naming;
-use super::wait::{Goal, Waited};
+use super::wait::Goal;
 use super::TASK_ID_LABEL;
 use crate::bus::Progress;
 use crate::dcos::{App, AppsQuery, DcosError};
@@ -316,29 +316,55 @@ async fn update_existing(
     }
 }
 
-/// Sets `instances` and waits for the deployment: (deployment id, app version, how it ended).
+/// A change Marathon deployed and the driver followed to its end.
+struct Deployed {
+    deployment_id: String,
+    version: String,
+    seen_by: &'static str,
+}
+
+impl Deployed {
+    /// Writes `deploymentId`, `version` and `seenBy` into a result.
+    fn record(&self, result: &mut Map<String, Value>) {
+        result.insert("deploymentId".into(), json!(self.deployment_id));
+        result.insert("version".into(), json!(self.version));
+        result.insert("seenBy".into(), json!(self.seen_by));
+    }
+}
+
+/// Sends `patch` to an existing app and follows the deployment until it runs `target` instances
+/// (`None`: its own count).
+async fn change(
+    ctx: &OpContext,
+    app_id: &str,
+    patch: Map<String, Value>,
+    target: Option<u64>,
+    progress: &Progress,
+) -> Result<Deployed, OpError> {
+    let deployment = update_existing(ctx, app_id, &App(patch)).await?;
+    let goal = Goal::Instances {
+        app_id: app_id.to_string(),
+        target,
+    };
+    let waited = ctx
+        .follow(&deployment.deployment_id, &goal, progress)
+        .await?;
+    Ok(Deployed {
+        deployment_id: deployment.deployment_id,
+        version: deployment.version,
+        seen_by: waited.seen_by,
+    })
+}
+
+/// Sets `instances` and follows the deployment.
 async fn scale(
     ctx: &OpContext,
     app_id: &str,
     instances: u64,
     progress: &Progress,
-) -> Result<(String, String, Waited), OpError> {
-    let patch = App(Map::from_iter([(
-        "instances".to_string(),
-        json!(instances),
-    )]));
-    let deployment = update_existing(ctx, app_id, &patch).await?;
-    let waited = ctx
-        .follow(
-            &deployment.deployment_id,
-            &Goal::Instances {
-                app_id: app_id.to_string(),
-                target: Some(instances),
-            },
-            progress,
-        )
-        .await?;
-    Ok((deployment.deployment_id, deployment.version, waited))
+) -> Result<Deployed, OpError> {
+    let patch = Map::from_iter([("instances".to_string(), json!(instances))]);
+    change(ctx, app_id, patch, Some(instances), progress).await
 }
 
 /// RESIZE_SERVER_GROUP.
@@ -349,12 +375,10 @@ pub async fn resize(
 ) -> Result<Value, OpError> {
     let app_id = d.app_id(&ctx.scope)?;
     let instances = u64::from(d.instances());
-    let (deployment_id, version, waited) = scale(ctx, &app_id, instances, progress).await?;
+    let deployed = scale(ctx, &app_id, instances, progress).await?;
     let mut result = identity(ctx, &app_id);
     result.insert("instances".into(), json!(instances));
-    result.insert("deploymentId".into(), json!(deployment_id));
-    result.insert("version".into(), json!(version));
-    result.insert("seenBy".into(), json!(waited.seen_by));
+    deployed.record(&mut result);
     Ok(Value::Object(result))
 }
 
@@ -400,8 +424,7 @@ pub async fn disable(
         result.insert("suspendedInstances".into(), json!(n));
     }
     if d.suspend && current != 0 {
-        let (deployment_id, _, _) = scale(ctx, &app_id, 0, progress).await?;
-        result.insert("deploymentId".into(), json!(deployment_id));
+        scale(ctx, &app_id, 0, progress).await?.record(&mut result);
     }
     Ok(Value::Object(result))
 }
@@ -423,8 +446,7 @@ pub async fn enable(
     if let Some(n) = recorded {
         // Scale back first: if this fails, the overlay still knows the count for the next attempt.
         if app.instances() != Some(n) {
-            let (deployment_id, _, _) = scale(ctx, &app_id, n, progress).await?;
-            result.insert("deploymentId".into(), json!(deployment_id));
+            scale(ctx, &app_id, n, progress).await?.record(&mut result);
         }
         result.insert("instances".into(), json!(n));
     }
@@ -515,20 +537,11 @@ pub async fn upsert_tags(
         result.insert("version".into(), json!(app.version()));
         return Ok(Value::Object(result));
     }
-    let patch = App(Map::from_iter([("labels".to_string(), json!(labels))]));
-    let deployment = update_existing(ctx, &app_id, &patch).await?;
-    ctx.follow(
-        &deployment.deployment_id,
-        &Goal::Instances {
-            app_id: app_id.clone(),
-            target: app.instances(),
-        },
-        progress,
-    )
-    .await?;
+    let patch = Map::from_iter([("labels".to_string(), json!(labels))]);
+    change(ctx, &app_id, patch, app.instances(), progress)
+        .await?
+        .record(&mut result);
     result.insert("newAppVersion".into(), json!(true));
-    result.insert("version".into(), json!(deployment.version));
-    result.insert("deploymentId".into(), json!(deployment.deployment_id));
     Ok(Value::Object(result))
 }
 
@@ -565,18 +578,9 @@ pub async fn update_launch_config(
         .get("instances")
         .and_then(Value::as_u64)
         .or(app.instances());
-    let deployment = update_existing(ctx, &app_id, &App(patch)).await?;
-    ctx.follow(
-        &deployment.deployment_id,
-        &Goal::Instances {
-            app_id: app_id.clone(),
-            target,
-        },
-        progress,
-    )
-    .await?;
+    change(ctx, &app_id, patch, target, progress)
+        .await?
+        .record(&mut result);
     result.insert("newAppVersion".into(), json!(true));
-    result.insert("version".into(), json!(deployment.version));
-    result.insert("deploymentId".into(), json!(deployment.deployment_id));
     Ok(Value::Object(result))
 }

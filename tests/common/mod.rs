@@ -15,6 +15,8 @@
 
 #![allow(dead_code)]
 
+pub mod outcome;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

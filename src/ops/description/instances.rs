@@ -11,6 +11,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::server_group::{locks_its_app, server_group_description};
 use super::Description;
 use crate::ops::error::OpError;
 use crate::ops::paths::Scope;
@@ -208,39 +209,15 @@ instance_description!(
     |_: &InstancesInDiscoveryDescription| None
 );
 
-/// UPDATE_INSTANCES: a rolling restart of the server group (`POST /v2/apps/{id}/restart`); wait.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateInstancesDescription {
-    /// Group below the account's root (`web/api` or `web_api`); empty = the root.
-    #[serde(default)]
-    pub region: String,
-    /// The server group: `api-main-v003` (under root + region) or a full app id under the root.
-    pub server_group_name: String,
-    /// Override a deployment lock held by another deployment of the app.
-    #[serde(default)]
-    pub force: bool,
-    /// Seconds to wait for the deployment (default 300).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-}
-
-impl UpdateInstancesDescription {
-    /// The app id of the server group.
-    pub fn app_id(&self, scope: &Scope) -> Result<String, OpError> {
-        Ok(scope.app("serverGroupName", &self.region, &self.server_group_name)?)
+server_group_description! {
+    /// UPDATE_INSTANCES: a rolling restart of the server group (`POST /v2/apps/{id}/restart`); wait.
+    UpdateInstancesDescription {
+        /// Override a deployment lock held by another deployment of the app.
+        #[serde(default)]
+        pub force: bool,
     }
 }
-
-impl Description for UpdateInstancesDescription {
-    fn timeout_seconds(&self) -> Option<u64> {
-        self.timeout_seconds
-    }
-
-    fn lock_keys(&self, scope: &Scope) -> Result<Vec<String>, OpError> {
-        Ok(vec![self.app_id(scope)?])
-    }
-}
+locks_its_app!(UpdateInstancesDescription);
 
 #[cfg(test)]
 mod tests {

@@ -253,6 +253,8 @@ macro_rules! server_group_description {
     };
 }
 
+pub(crate) use server_group_description;
+
 /// `Description` for a server-group description: lock its app; `validate` as given.
 macro_rules! locks_its_app {
     ($name:ident) => {
@@ -275,6 +277,8 @@ macro_rules! locks_its_app {
         }
     };
 }
+
+pub(crate) use locks_its_app;
 
 server_group_description! {
     /// DISABLE_SERVER_GROUP: take every instance out of service (discovery OUT_OF_SERVICE);
