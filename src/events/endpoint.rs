@@ -28,7 +28,9 @@ pub struct PlainEndpoint {
 }
 
 impl PlainEndpoint {
+    /// `bases`: at least one Marathon base URL, tried in order and rotated on failure.
     pub fn new(bases: Vec<String>) -> Self {
+        assert!(!bases.is_empty(), "a PlainEndpoint needs a Marathon URL");
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
