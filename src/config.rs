@@ -119,6 +119,10 @@ pub struct DriverConfig {
     /// Period of the anti-entropy resync of the event side, in seconds (0 = only after connects).
     #[serde(default = "defaults::resync_interval_seconds")]
     pub resync_interval_seconds: u64,
+    /// An event stream silent this long (no event, no keep-alive) is reconnected, in seconds
+    /// (Marathon sends a keep-alive every 10 s).
+    #[serde(default = "defaults::events_idle_timeout_seconds")]
+    pub events_idle_timeout_seconds: u64,
     /// Count `TASK_UNREACHABLE` / `TASK_UNKNOWN` as DOWN instead of UNKNOWN.
     #[serde(default)]
     pub unknown_is_down: bool,
@@ -146,6 +150,7 @@ impl Default for DriverConfig {
             deployment_poll_interval_ms: defaults::deployment_poll_interval_ms(),
             events_max_age_seconds: defaults::events_max_age_seconds(),
             resync_interval_seconds: defaults::resync_interval_seconds(),
+            events_idle_timeout_seconds: defaults::events_idle_timeout_seconds(),
             unknown_is_down: false,
             http_listen: defaults::http_listen(),
             events_enabled: true,
@@ -284,6 +289,9 @@ mod defaults {
     }
     pub fn events_max_age_seconds() -> u64 {
         24 * 3600
+    }
+    pub fn events_idle_timeout_seconds() -> u64 {
+        30
     }
     pub fn resync_interval_seconds() -> u64 {
         300

@@ -5,6 +5,7 @@
 //! worker. On shutdown the worker stops pulling and hands back what it cannot finish; the other parts
 //! stop with it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::bus::{self, AppLocks, BusSettings};
 use crate::config::Config;
 use crate::dcos::{CallHook, ClientOptions, DcosClient};
 use crate::deployments::DeploymentHub;
+use crate::events::{self, EventConsumer, ReaderOptions};
 use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::ops::{Operations, OpsSettings};
@@ -59,19 +61,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // How often each cluster's reachability is checked for `/readyz`.
     let probe_interval = Duration::from_secs(config.driver.probe_interval_seconds.max(1));
+    let mut clients = HashMap::new();
     for account in &config.accounts {
-        let probe = DcosClient::new(account, client_options.clone())
+        let dcos = DcosClient::new(account, client_options.clone())
             .with_context(|| format!("account {}", account.name))?;
         tracker.spawn(probe_cluster(
             account.name.clone(),
-            probe,
+            dcos.clone(),
             probe_interval,
             readiness.clone(),
             shutdown.clone(),
         ));
+        clients.insert(account.name.clone(), dcos);
     }
 
     let hub = Arc::new(DeploymentHub::new());
+    let consumers: Vec<Arc<dyn EventConsumer>> = Vec::new();
+    if config.driver.events_enabled {
+        for account in &config.accounts {
+            readiness.register(&health::events_component(&account.name));
+        }
+        let mut options = ReaderOptions {
+            idle_timeout: Duration::from_secs(config.driver.events_idle_timeout_seconds.max(1)),
+            readiness: Some(readiness.clone()),
+            ..ReaderOptions::default()
+        };
+        options.publisher.metrics = Some(metrics.clone());
+        for reader in events::spawn_readers(
+            &config,
+            &clients,
+            js.clone(),
+            consumers,
+            hub.clone(),
+            options,
+            shutdown.clone(),
+        ) {
+            tracker.spawn(reader.join());
+        }
+    }
     let ops_settings = OpsSettings {
         client: client_options.clone(),
         ..OpsSettings::from_config(&config)
