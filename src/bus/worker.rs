@@ -233,6 +233,8 @@ async fn handle(
         account = %envelope.account,
         operation = %envelope.operation_token,
         delivery = delivered,
+        // Filled in by the operation once it knows which app(s) it acts on.
+        app_id = tracing::field::Empty,
     );
     let disposition = process(&shared, &envelope, &acker, &hand_back)
         .instrument(span)

@@ -269,6 +269,7 @@ impl Operations {
         let mut keys = description.lock_keys(&runtime.scope)?;
         keys.sort();
         keys.dedup();
+        tracing::Span::current().record("app_id", tracing::field::display(keys.join(",")));
         let mut guards = Vec::with_capacity(keys.len());
         for key in &keys {
             guards.push(self.locks.lock(key).await);
