@@ -7,6 +7,7 @@
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
 //! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
+//! - [`discovery`]: the live discovery feed: every instance's state (UP, STARTING, …) in KV and each change published.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deployments;
+pub mod discovery;
 pub mod events;
 pub mod names;
 pub mod overlays;
