@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
+# Contract documents: the AsyncAPI file (real parser) and the compose file (docker-compose config).
+bash scripts/check-asyncapi.sh
+bash scripts/check-compose.sh
 cargo test --all-targets --locked "$@"

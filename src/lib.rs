@@ -11,6 +11,8 @@
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
+//! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
 
@@ -20,6 +22,8 @@ pub mod config;
 pub mod deployments;
 pub mod discovery;
 pub mod events;
+pub mod health;
+pub mod metrics;
 pub mod names;
 pub mod overlays;
 pub mod sim;

@@ -16,12 +16,19 @@ pub struct SimEvent {
 /// (Marathon closes such a connection as a slow consumer).
 pub struct EventBus {
     tx: broadcast::Sender<Arc<SimEvent>>,
+    gate: parking_lot::RwLock<Option<Gate>>,
 }
+
+/// Decides whether a published event reaches subscribers (the drop faults install one).
+pub type Gate = Arc<dyn Fn(&SimEvent) -> bool + Send + Sync>;
 
 impl EventBus {
     pub fn new(buffer: usize) -> Self {
         let (tx, _) = broadcast::channel(buffer.max(1));
-        EventBus { tx }
+        EventBus {
+            tx,
+            gate: parking_lot::RwLock::new(None),
+        }
     }
 
     /// Publishes an event; `fields` is a JSON object to which `eventType` and `timestamp` are added
@@ -46,8 +53,18 @@ impl EventBus {
 
     /// Publishes an already framed-ready event (tests use this for odd payloads).
     pub fn publish_raw(&self, event: SimEvent) {
+        if let Some(gate) = self.gate.read().as_ref() {
+            if !gate(&event) {
+                return;
+            }
+        }
         // No subscriber is fine: Marathon drops events nobody listens to.
         let _ = self.tx.send(Arc::new(event));
+    }
+
+    /// Installs the gate every published event must pass (replacing any earlier one).
+    pub fn set_gate(&self, gate: Gate) {
+        *self.gate.write() = Some(gate);
     }
 
     /// A new subscription that sees events published from now on.

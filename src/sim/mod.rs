@@ -117,6 +117,7 @@ impl Sim {
         let metronome = metronome::Metronome::new(&config);
         let auth = auth::Auth::new(&config);
         let faults = faults::Faults::new(&config);
+        bus.set_gate(faults.drop_gate());
         Arc::new(Sim {
             config,
             clock,
@@ -166,6 +167,8 @@ impl SimHandle {
     /// Stops serving and waits for the server task.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
+        // Event streams never end by themselves; graceful shutdown would wait for them forever.
+        self.sim.faults.shut_down_streams();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -175,6 +178,7 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.sim.faults.shut_down_streams();
     }
 }
 
@@ -187,6 +191,7 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<SimHandle> {
     let app = router(sim.clone());
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(token.cancelled_owned())
             .await;
