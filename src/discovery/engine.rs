@@ -365,8 +365,16 @@ impl Engine {
             }
         }
         for (change, ack) in acks {
-            if let Err(error) = ack.await {
-                self.failed(change, "publish ack", &error.to_string());
+            match ack.await {
+                Ok(_) => {
+                    if let Some(metrics) = &self.shared.options().metrics {
+                        metrics.discovery_out(
+                            &change.document.account,
+                            change.document.state.as_str(),
+                        );
+                    }
+                }
+                Err(error) => self.failed(change, "publish ack", &error.to_string()),
             }
         }
     }
@@ -400,6 +408,9 @@ impl Engine {
 
     fn failed(&mut self, change: &Change, what: &str, error: &str) {
         let doc = &change.document;
+        if let Some(metrics) = &self.shared.options().metrics {
+            metrics.nats_publish_error(&doc.subject());
+        }
         tracing::warn!(account = %doc.account, instance = %doc.instance_id, what, %error, "discovery change not written; trying again on the next tick");
         self.dirty
             .insert((doc.account.clone(), doc.instance_id.clone()), ());

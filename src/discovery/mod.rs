@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccountConfig, DriverConfig};
 use crate::events::{ClusterId, EventConsumer, MarathonEvent};
+use crate::metrics::Metrics;
 use crate::names;
 use crate::overlays::{self, OverlayError, OverlayStore};
 
@@ -72,6 +73,8 @@ pub struct DiscoveryOptions {
     pub kv_concurrency: usize,
     /// Period of the housekeeping tick (periodic resyncs, dropping ended instances, retries).
     pub tick: Duration,
+    /// Where published changes, instance counts and publish errors are recorded.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for DiscoveryOptions {
@@ -84,6 +87,7 @@ impl Default for DiscoveryOptions {
             publish_window: 1024,
             kv_concurrency: 128,
             tick: Duration::from_secs(1),
+            metrics: None,
         }
     }
 }
@@ -406,7 +410,17 @@ impl Discovery {
     pub(crate) fn flushed(&self, processed: u64, tables: &Tables) {
         let counts = tables.counts();
         self.progress.send_if_modified(|p| {
-            let changed = p.processed != processed || p.counts != counts;
+            let counts_changed = p.counts != counts;
+            if counts_changed {
+                if let Some(metrics) = &self.options.metrics {
+                    for (account, c) in &counts {
+                        for state in DiscoveryState::ALL {
+                            metrics.set_instances(account, state.as_str(), c.get(state));
+                        }
+                    }
+                }
+            }
+            let changed = p.processed != processed || counts_changed;
             p.processed = processed;
             p.counts = counts;
             changed
