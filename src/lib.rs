@@ -1,6 +1,7 @@
 //! dcos-driver: drive DC/OS (Marathon, Metronome, the DC/OS login) through NATS.
 //!
 //! # Layout
+//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks.
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
@@ -13,9 +14,11 @@
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
+//! - [`schemas`]: JSON Schema files of the public documents (`schemas/*.json`), generated and checked.
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
 
+pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod health;
 pub mod metrics;
 pub mod names;
 pub mod overlays;
+pub mod schemas;
 pub mod sim;
 pub mod telemetry;
 pub mod testkit;
