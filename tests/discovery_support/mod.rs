@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use dcos_driver::config::{AccountConfig, Config};
 use dcos_driver::discovery::{
@@ -36,33 +36,11 @@ impl Bus {
         let server = NatsServer::start();
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = jetstream::new(client.clone());
-        js.create_stream(stream::Config {
-            name: names::EVENTS_STREAM.into(),
-            subjects: vec![
-                names::EVENT_SUBJECTS.into(),
-                names::DISCOVERY_SUBJECTS.into(),
-            ],
-            duplicate_window: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let instances = js
-            .create_key_value(kv::Config {
-                bucket: names::INSTANCES_BUCKET.into(),
-                history: 1,
-                ..Default::default()
-            })
+        dcos_driver::bus::setup::setup(&js, &dcos_driver::bus::BusSettings::default())
             .await
             .unwrap();
-        let overlays = js
-            .create_key_value(kv::Config {
-                bucket: names::OVERLAYS_BUCKET.into(),
-                history: 5,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let instances = js.get_key_value(names::INSTANCES_BUCKET).await.unwrap();
+        let overlays = js.get_key_value(names::OVERLAYS_BUCKET).await.unwrap();
         Bus {
             server,
             client,
