@@ -245,9 +245,13 @@ impl Engine {
                         return;
                     }
                 };
-                // Every event received before the snapshot was requested goes first.
-                while let Ok(queued) = self.events.try_recv() {
-                    self.apply_event(queued);
+                // Every event received before the snapshot was requested goes first (they are all queued
+                // already, or were dropped).
+                while self.processed + 1 < marker {
+                    match self.events.try_recv() {
+                        Ok(queued) => self.apply_event(queued),
+                        Err(_) => break,
+                    }
                 }
                 let applied_at = Instant::now();
                 self.resyncs += 1;
