@@ -97,19 +97,19 @@ impl Feed {
 
     fn resync(&mut self, body: &Value, marker: u64, number: u64) -> resync::ResyncStats {
         let bytes = serde_json::to_vec(body).unwrap();
-        let snapshot = resync::parse(&bytes).unwrap();
         let roots = [AccountRoot {
             name: ACCOUNT.into(),
             root: "/prod".into(),
         }];
         resync::apply(
             &mut self.tables,
-            &snapshot,
+            &bytes,
             &roots,
             marker,
             number,
             "2026-01-01T01:00:00.000Z",
         )
+        .unwrap()
     }
 }
 
@@ -610,4 +610,24 @@ fn message_ids_are_deterministic_per_change() {
     assert_eq!(ia.len(), 2);
     assert_ne!(ia[0], ia[1]);
     assert!(ia[0].starts_with(&format!("prod.{INSTANCE}.NEW-UP.")));
+}
+
+#[test]
+fn a_snapshot_that_does_not_parse_marks_nothing_gone() {
+    let mut f = Feed::new();
+    f.status(TASK, "TASK_RUNNING");
+    f.drain();
+    let roots = [AccountRoot {
+        name: ACCOUNT.into(),
+        root: "/prod".into(),
+    }];
+    for body in [
+        &b"{\"apps\": [{\"id\": 1}]}"[..],
+        b"{\"message\": \"x\"}",
+        b"{\"apps\": []} x",
+    ] {
+        assert!(resync::apply(&mut f.tables, body, &roots, 99, 1, "now").is_err());
+    }
+    assert_eq!(f.state(INSTANCE), Some(Up));
+    assert!(f.drain().is_empty());
 }

@@ -258,10 +258,8 @@ impl Engine {
                 let resync_no = self.resyncs;
                 let roots = &self.shared.clusters[cluster].roots;
                 let tables = &mut self.tables;
-                let outcome = blocking(|| {
-                    resync::parse(&body)
-                        .map(|s| resync::apply(tables, &s, roots, marker, resync_no, &read_at))
-                });
+                let outcome =
+                    blocking(|| resync::apply(tables, &body, roots, marker, resync_no, &read_at));
                 let body_len = body.len();
                 drop(body);
                 let stats: ResyncStats = match outcome {

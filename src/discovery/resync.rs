@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::state::{split_task_id, Observation, Origin, Phase, Reason, TaskFacts};
@@ -13,13 +13,6 @@ use super::table::Tables;
 
 /// The path and query of the snapshot.
 pub const SNAPSHOT_PATH: &str = "/v2/apps?embed=apps.tasks&embed=apps.deployments";
-
-/// The snapshot body.
-#[derive(Debug, Deserialize)]
-pub struct Snapshot<'a> {
-    #[serde(borrow)]
-    pub apps: Vec<SnapshotApp<'a>>,
-}
 
 /// One app of the snapshot.
 #[derive(Debug, Deserialize)]
@@ -130,48 +123,88 @@ impl AccountRoot {
     }
 }
 
-/// Parses a snapshot body.
-pub fn parse(body: &[u8]) -> Result<Snapshot<'_>, serde_json::Error> {
-    serde_json::from_slice(body)
-}
-
-/// Diffs a snapshot against the instances of `accounts`: new and changed instances, and instances gone
-/// from it (DOWN), each as a change with reason `resync`. `marker` is the event receipt number when the
-/// snapshot was requested (events from it on win over the snapshot); `resync` numbers this resync; `now`
-/// is the time written on its changes.
+/// Diffs a snapshot body against the instances of `accounts`: new and changed instances, and instances
+/// gone from it (DOWN), each as a change with reason `resync`. `marker` is the event receipt number when
+/// the snapshot was requested (events from it on win over the snapshot); `resync` numbers this resync;
+/// `now` is the time written on its changes.
+///
+/// Apps are applied one by one as they are parsed, so only one app's tasks are ever held besides the body.
+/// A body that does not parse changes nothing it had not reached and marks nothing gone.
 pub fn apply(
     tables: &mut Tables,
-    snapshot: &Snapshot<'_>,
+    body: &[u8],
     accounts: &[AccountRoot],
     marker: u64,
     resync: u64,
     now: &str,
-) -> ResyncStats {
+) -> Result<ResyncStats, serde_json::Error> {
     let before = tables.changes.len();
-    let mut stats = ResyncStats::default();
-    let mut holders: Vec<&str> = Vec::with_capacity(accounts.len());
-    for app in &snapshot.apps {
-        holders.clear();
-        holders.extend(
+    let mut diff = Diff {
+        tables,
+        accounts,
+        marker,
+        resync,
+        now,
+        stats: ResyncStats::default(),
+        holders: Vec::with_capacity(accounts.len()),
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seen_apps = SnapshotSeed(&mut diff).deserialize(&mut de)?;
+    de.end()?;
+    if !seen_apps {
+        return Err(serde::de::Error::missing_field("apps"));
+    }
+    let Diff {
+        tables, mut stats, ..
+    } = diff;
+    for account in accounts {
+        tables.sweep_gone(&account.name, resync, marker, now);
+    }
+    stats.changes = tables.changes.len() - before;
+    Ok(stats)
+}
+
+struct Diff<'a, 'h> {
+    tables: &'a mut Tables,
+    accounts: &'a [AccountRoot],
+    marker: u64,
+    resync: u64,
+    now: &'a str,
+    stats: ResyncStats,
+    holders: Vec<&'h str>,
+}
+
+impl<'a: 'h, 'h> Diff<'a, 'h> {
+    fn app(&mut self, app: &SnapshotApp<'_>) {
+        self.holders.clear();
+        let accounts: &'a [AccountRoot] = self.accounts;
+        self.holders.extend(
             accounts
                 .iter()
                 .filter(|a| a.holds(&app.id))
                 .map(|a| a.name.as_str()),
         );
-        if holders.is_empty() {
-            continue;
+        if self.holders.is_empty() {
+            return;
         }
-        stats.apps += 1;
+        self.stats.apps += 1;
         let has_checks = app.health_checks.as_ref().is_some_and(|h| !h.is_empty());
-        if tables.app_checks.get(app.id.as_ref()) != Some(&has_checks) {
-            tables.app_checks.insert(app.id.to_string(), has_checks);
+        if self.tables.app_checks.get(app.id.as_ref()) != Some(&has_checks) {
+            self.tables
+                .app_checks
+                .insert(app.id.to_string(), has_checks);
         }
         for task in app.tasks.iter().flatten() {
-            stats.tasks += 1;
+            self.stats.tasks += 1;
             let Some(phase) = task.state.as_deref().and_then(Phase::from_task_status) else {
                 continue;
             };
-            let mut obs = Observation::new(Origin::Snapshot { marker }, Reason::Resync);
+            let mut obs = Observation::new(
+                Origin::Snapshot {
+                    marker: self.marker,
+                },
+                Reason::Resync,
+            );
             obs.task_id = Some(&task.id);
             obs.phase = Some(phase);
             obs.healthy = Some(task.healthy());
@@ -187,15 +220,69 @@ pub fn apply(
                 version: task.version.as_deref(),
             };
             let (instance_id, _) = split_task_id(&task.id);
-            for account in &holders {
-                tables.observe(account, instance_id, &obs, true, now, task.basis());
-                tables.mark_seen(account, instance_id, resync);
+            for account in &self.holders {
+                self.tables
+                    .observe(account, instance_id, &obs, true, self.now, task.basis());
+                self.tables.mark_seen(account, instance_id, self.resync);
             }
         }
     }
-    for account in accounts {
-        tables.sweep_gone(&account.name, resync, marker, now);
+}
+
+/// The top-level object: `apps` is walked app by app, everything else skipped. Answers whether `apps`
+/// was there.
+struct SnapshotSeed<'d, 'a, 'h>(&'d mut Diff<'a, 'h>);
+
+impl<'de, 'a: 'h, 'h> DeserializeSeed<'de> for SnapshotSeed<'_, 'a, 'h> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
     }
-    stats.changes = tables.changes.len() - before;
-    stats
+}
+
+impl<'de, 'a: 'h, 'h> Visitor<'de> for SnapshotSeed<'_, 'a, 'h> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with `apps`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "apps" {
+                map.next_value_seed(AppsSeed(&mut *self.0))?;
+                seen = true;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(seen)
+    }
+}
+
+struct AppsSeed<'d, 'a, 'h>(&'d mut Diff<'a, 'h>);
+
+impl<'de, 'a: 'h, 'h> DeserializeSeed<'de> for AppsSeed<'_, 'a, 'h> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, 'a: 'h, 'h> Visitor<'de> for AppsSeed<'_, 'a, 'h> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of apps")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(app) = seq.next_element::<SnapshotApp<'de>>()? {
+            self.0.app(&app);
+        }
+        Ok(())
+    }
 }
