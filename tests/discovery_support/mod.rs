@@ -33,6 +33,7 @@ pub struct Bus {
 
 impl Bus {
     pub async fn start() -> Bus {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let server = NatsServer::start();
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = jetstream::new(client.clone());
