@@ -188,11 +188,11 @@ impl Harness {
             .collect()
     }
 
-    /// Waits until the simulator has no deployment and its tasks stop changing.
+    /// Waits until the simulator's deployments end (or 5 s pass) and its tasks stop changing.
     async fn quiet(&self) {
-        tokio::time::timeout(Duration::from_secs(20), self.sim.sim.marathon.settled())
-            .await
-            .expect("deployments end");
+        // A deployment may wait forever for a task the test made unhealthy: then only the tasks
+        // settling matters.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sim.sim.marathon.settled()).await;
         let mut last = self.truth();
         loop {
             tokio::time::sleep(Duration::from_millis(150)).await;

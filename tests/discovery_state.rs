@@ -631,3 +631,29 @@ fn a_snapshot_that_does_not_parse_marks_nothing_gone() {
     assert_eq!(f.state(INSTANCE), Some(Up));
     assert!(f.drain().is_empty());
 }
+
+#[test]
+fn a_document_that_learns_its_task_is_stored_again() {
+    let mut f = Feed::new();
+    // The status event was lost: the instance is known from its condition only.
+    f.send(
+        "instance_changed_event",
+        json!({"instanceId": INSTANCE, "condition": "Running", "runSpecId": APP, "host": "10.0.1.11"}),
+    );
+    assert_eq!(f.tables.get(ACCOUNT, INSTANCE).unwrap().task_id, "");
+    let body = snapshot(vec![(
+        APP,
+        false,
+        vec![snapshot_task(TASK, "TASK_RUNNING", None)],
+    )]);
+    f.resync(&body, f.seq + 1, 1);
+    let changes = f.tables.changes.clone();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1].document.task_id, TASK);
+    assert_eq!(changes[1].document.state, Up);
+    assert_eq!(changes[1].document.ports, vec![20001]);
+    // Nothing new: nothing stored.
+    f.tables.changes.clear();
+    f.resync(&body, f.seq + 1, 2);
+    assert!(f.tables.changes.is_empty());
+}

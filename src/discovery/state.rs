@@ -283,11 +283,13 @@ impl Instance {
     pub fn apply(&mut self, obs: &Observation<'_>, policy: Policy, now: &str) -> Outcome {
         let restored = self.restored;
         let mut new_task = false;
+        let mut named = false;
         if let Some(task_id) = obs.task_id.filter(|t| *t != self.task_id) {
             let (_, incarnation) = split_task_id(task_id);
             if restored || self.task_id.is_empty() {
                 // Naming the task for the first time is no new life: the rules below still apply.
                 new_task = restored && !self.task_id.is_empty();
+                named = true;
                 self.task_id = task_id.to_string();
                 self.incarnation = incarnation;
             } else if incarnation > self.incarnation {
@@ -335,7 +337,7 @@ impl Instance {
             self.healthy = healthy;
             self.has_health_checks |= healthy.is_some() || obs.has_health_checks.is_none();
         }
-        self.absorb(&obs.facts);
+        let refined = self.absorb(&obs.facts) || named;
         if let Origin::Event { seq, timestamp } = obs.origin {
             self.last_event_seq = self.last_event_seq.max(seq);
             if timestamp > self.last_event_time.as_str() {
@@ -346,6 +348,10 @@ impl Instance {
         let state = self.evaluate(policy);
         let first = self.timestamp.is_empty();
         if state == self.state && !new_task && !first {
+            if refined {
+                // Same state, but the document learnt its task, host or ports: store it again.
+                return Outcome::Changed;
+            }
             return Outcome::Unchanged;
         }
         if state != self.state || first {
@@ -377,20 +383,25 @@ impl Instance {
         Outcome::Changed
     }
 
-    fn absorb(&mut self, facts: &TaskFacts<'_>) {
+    /// Takes the facts an observation carries; answers whether the document changed.
+    fn absorb(&mut self, facts: &TaskFacts<'_>) -> bool {
+        let mut changed = false;
         if let Some(app_id) = facts.app_id {
             if app_id != self.app_id {
                 self.app_id = app_id.to_string();
+                changed = true;
             }
         }
         if let Some(host) = facts.host {
             if host != self.host {
                 self.host = host.to_string();
+                changed = true;
             }
         }
         if let Some(ports) = facts.ports {
             if ports != self.ports.as_slice() {
                 self.ports = ports.to_vec();
+                changed = true;
             }
         }
         if let Some(ips) = &facts.ip_addresses {
@@ -398,12 +409,15 @@ impl Instance {
                 || ips.iter().zip(&self.ip_addresses).any(|(a, b)| a != b)
             {
                 self.ip_addresses = ips.iter().map(|s| s.to_string()).collect();
+                changed = true;
             }
         }
         if let Some(version) = facts.version {
             if self.version.as_deref() != Some(version) {
                 self.version = Some(version.to_string());
+                changed = true;
             }
         }
+        changed
     }
 }
