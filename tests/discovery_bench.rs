@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dcos_driver::discovery::DiscoveryOptions;
+use dcos_driver::discovery::{DiscoveryOptions, SnapshotSource};
 use dcos_driver::testkit::free_port;
 use discovery_support::*;
 
@@ -43,6 +43,7 @@ fn reset_peak() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 async fn resync_10000_apps_by_5_tasks() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let apps: usize = std::env::var("BENCH_APPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -118,6 +119,22 @@ async fn resync_10000_apps_by_5_tasks() {
             unchanged.push((elapsed, peak));
         }
     }
+    println!("RSS after the resyncs {} MB", status_kb("VmRSS:") / 1024);
+    // The floor: serde_json only walking the body.
+    let body = HttpSource {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    }
+    .snapshot()
+    .await
+    .unwrap();
+    let started = Instant::now();
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body).unwrap();
+    println!(
+        "serde_json walk of the body alone: {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(body);
     unchanged.sort();
     println!(
         "unchanged resync median: {:.3} s; peak RSS {} MB",

@@ -657,3 +657,16 @@ fn a_document_that_learns_its_task_is_stored_again() {
     f.resync(&body, f.seq + 1, 2);
     assert!(f.tables.changes.is_empty());
 }
+
+#[test]
+fn escaped_strings_in_a_snapshot_are_read_too() {
+    let mut f = Feed::new();
+    let body = br#"{"apps":[{"id":"/prod/web/api-v001","tasks":[{"id":"prod_web_api-v001.instance-0001._app.1","host":"10.0.1.\u0031\u0031","state":"TASK_\u0052UNNING","ports":[1]}]}]}"#;
+    let roots = [AccountRoot {
+        name: ACCOUNT.into(),
+        root: "/prod".into(),
+    }];
+    resync::apply(&mut f.tables, body, &roots, 1, 1, "now").unwrap();
+    let i = f.tables.get(ACCOUNT, INSTANCE).unwrap();
+    assert_eq!((i.state, i.host.as_str()), (Up, "10.0.1.11"));
+}

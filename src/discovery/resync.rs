@@ -14,6 +14,41 @@ use super::table::Tables;
 /// The path and query of the snapshot.
 pub const SNAPSHOT_PATH: &str = "/v2/apps?embed=apps.tasks&embed=apps.deployments";
 
+/// A string borrowed from the body when it has no escapes (serde borrows a bare `Cow<str>` field, but
+/// not one inside an `Option`).
+#[derive(Debug)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
+}
+
 /// One app of the snapshot.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,19 +68,19 @@ pub struct SnapshotTask<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     #[serde(default, borrow)]
-    pub host: Option<Cow<'a, str>>,
+    pub host: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub state: Option<Cow<'a, str>>,
+    pub state: Option<Text<'a>>,
     #[serde(default)]
     pub ports: Option<Vec<u32>>,
     #[serde(default, borrow)]
     pub ip_addresses: Option<Vec<SnapshotIp<'a>>>,
     #[serde(default, borrow)]
-    pub version: Option<Cow<'a, str>>,
+    pub version: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub staged_at: Option<Cow<'a, str>>,
+    pub staged_at: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub started_at: Option<Cow<'a, str>>,
+    pub started_at: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub health_check_results: Option<Vec<SnapshotHealth<'a>>>,
 }
@@ -55,7 +90,7 @@ pub struct SnapshotTask<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotIp<'a> {
     #[serde(default, borrow)]
-    pub ip_address: Option<Cow<'a, str>>,
+    pub ip_address: Option<Text<'a>>,
 }
 
 /// One health-check result of a task.
@@ -65,9 +100,9 @@ pub struct SnapshotHealth<'a> {
     #[serde(default)]
     pub alive: bool,
     #[serde(default, borrow)]
-    pub last_success: Option<Cow<'a, str>>,
+    pub last_success: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub last_failure: Option<Cow<'a, str>>,
+    pub last_failure: Option<Text<'a>>,
 }
 
 impl SnapshotTask<'_> {

@@ -177,7 +177,13 @@ impl SnapshotSource for HttpSource {
             if !response.status().is_success() {
                 return Err(format!("status {}", response.status()));
             }
-            response.bytes().await.map_err(|e| e.to_string())
+            // Read as the DC/OS client does: chunks appended to one buffer, here sized up front.
+            let mut response = response;
+            let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+            while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Bytes::from(body))
         })
     }
 }
