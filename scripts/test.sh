@@ -7,4 +7,6 @@ source scripts/ensure-deps.sh
 # Contract documents: the AsyncAPI file (real parser) and the compose file (docker-compose config).
 bash scripts/check-asyncapi.sh
 bash scripts/check-compose.sh
-cargo test --all-targets --locked "$@"
+# Benchmarks are measured with `cargo bench`, never run as tests; here they only have to build.
+cargo test --locked --benches --no-run
+cargo test --locked --lib --bins --tests "$@"

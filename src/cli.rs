@@ -91,17 +91,24 @@ impl Command {
 /// Where the client commands find NATS.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
+    /// NATS server URL (ignored when `--config` is given).
     #[arg(
         long,
         env = "DCOS_DRIVER_NATS_URL",
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// Take the NATS connection (URL, credentials, TLS) from this driver configuration file.
+    #[arg(long = "config", short = 'c')]
+    pub config: Option<PathBuf>,
 }
 
 impl NatsArgs {
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        if let Some(path) = &self.config {
+            let config = Config::load(path)?;
+            return Ok(crate::bus::connect(&config.nats).await?);
+        }
         async_nats::ConnectOptions::new()
             .name("dcos-driver-cli")
             .connect(self.nats_url.as_str())
@@ -148,8 +155,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            tracing::info!(accounts = config.accounts.len(), "configuration loaded");
-            anyhow::bail!("serve is not built yet")
+            crate::serve::run(config, shutdown).await?;
+            Ok(0)
         }
         Command::Sim(config) => {
             sim::run(config, shutdown).await?;

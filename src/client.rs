@@ -112,6 +112,9 @@ pub async fn op(client: async_nats::Client, args: OpArgs) -> anyhow::Result<Endi
     })?;
     let description = build_description(args.file.as_ref(), &args.set)?;
     let task_id = args.id.clone().unwrap_or_else(new_task_id);
+    if !crate::bus::request::is_client_task_id(&task_id) {
+        bail!("--id `{task_id}` must match [A-Za-z0-9_-]{{1,128}} and not start with `auto-`");
+    }
     let subject = names::op_subject(&args.account, &operation.subject_name());
     let task_subject = names::task_subject(&args.account, &task_id);
 
@@ -119,7 +122,7 @@ pub async fn op(client: async_nats::Client, args: OpArgs) -> anyhow::Result<Endi
     let mut updates = client.subscribe(task_subject.clone()).await?;
     let js = jetstream::new(client.clone());
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", task_id.as_str());
+    headers.insert(names::MSG_ID_HEADER, task_id.as_str());
     let ack = js
         .publish_with_headers(
             subject.clone(),
@@ -246,9 +249,10 @@ pub fn render(doc: &Value) -> String {
         .map(|t| t.get(11..19).unwrap_or(t).to_string())
         .unwrap_or_default();
     let mut line = format!("[{at}] {status:<11}");
-    if let Some(progress) = doc.get("progress").filter(|p| !p.is_null()) {
+    let terminal = terminal(doc).is_some();
+    if let Some(progress) = doc.get("progress").filter(|p| !p.is_null() && !terminal) {
         line.push(' ');
-        line.push_str(&summarise(progress));
+        line.push_str(&render_progress(progress));
     }
     if let Some(error) = doc.get("error").filter(|e| !e.is_null()) {
         let code = error.get("code").and_then(Value::as_str).unwrap_or("");
@@ -261,6 +265,42 @@ pub fn render(doc: &Value) -> String {
         line.push_str(&format!(" {}", summarise(result)));
     }
     line
+}
+
+/// Deployment progress as a person reads it: `step 1/2 ScaleApplication /demo/web · 2/3 running, 1 healthy`.
+fn render_progress(progress: &Value) -> String {
+    let mut parts = Vec::new();
+    if let (Some(step), Some(total)) = (progress.get("step"), progress.get("totalSteps")) {
+        let actions = progress
+            .get("actions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|x| format!("{} {}", field(x, &["action"]), field(x, &["app"])))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        parts.push(
+            format!("step {step}/{total} {actions}")
+                .trim_end()
+                .to_string(),
+        );
+    } else if let Some(deployment) = progress.get("deploymentId").and_then(Value::as_str) {
+        parts.push(format!("deployment {deployment}"));
+    }
+    if let (Some(running), Some(target)) = (progress.get("tasksRunning"), progress.get("target")) {
+        let healthy = progress
+            .get("tasksHealthy")
+            .map(|h| format!(", {h} healthy"))
+            .unwrap_or_default();
+        parts.push(format!("{running}/{target} running{healthy}"));
+    }
+    if parts.is_empty() {
+        summarise(progress)
+    } else {
+        parts.join(" · ")
+    }
 }
 
 fn summarise(value: &Value) -> String {
@@ -334,7 +374,8 @@ pub async fn follow(
     let subject = match (feed, filter) {
         (Feed::Events, Some(t)) => names::event_subject(account, t),
         (Feed::Events, None) => format!("dcos.event.{account}.>"),
-        (Feed::Discovery, Some(app)) => format!("{}.>", names::discovery_subject(account, app)),
+        // Discovery documents of an app are published on exactly its subject (nested apps have their own).
+        (Feed::Discovery, Some(app)) => names::discovery_subject(account, app),
         (Feed::Discovery, None) => format!("dcos.discovery.{account}.>"),
     };
     let consumer = stream

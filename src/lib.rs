@@ -1,20 +1,23 @@
 //! dcos-driver: drive DC/OS (Marathon, Metronome, the DC/OS login) through NATS.
 //!
 //! # Layout
-//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks.
+//! - [`bus`]: the NATS side of `serve`: JetStream setup, the operation worker, task documents, the DLQ, per-app locks, the NATS service API.
 //! - [`cli`]: the command line (`serve`, `sim`, `config check`, …) and what each subcommand starts.
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
+//! - [`dcos`]: the typed DC/OS client (Marathon, Metronome, login): retries, tokens, URL rotation, error codes.
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
-//! - [`names`]: every NATS subject, stream, consumer and KV bucket name, and the app-id ↔ subject-token mapping.
+//! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
 //! - [`discovery`]: the live discovery feed: every instance's state (UP, STARTING, …) in KV and each change published.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
+//! - [`ops`]: the operations: strict descriptions, path safety under the account root, naming and versions, the executor framework (locks, waiting, error mapping) and each operation.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
 //! - [`schemas`]: JSON Schema files of the public documents (`schemas/*.json`), generated and checked.
+//! - [`serve`]: `dcos-driver serve`: every part wired together under one shutdown signal.
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
 
@@ -22,14 +25,17 @@ pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dcos;
 pub mod deployments;
 pub mod discovery;
 pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod ops;
 pub mod overlays;
 pub mod schemas;
+pub mod serve;
 pub mod sim;
 pub mod telemetry;
 pub mod testkit;

@@ -1,4 +1,4 @@
-//! Every NATS name the driver uses, in one place: subjects, streams, consumers and KV buckets.
+//! Every NATS name the driver uses, in one place: subjects, streams, consumers, KV buckets and headers.
 //!
 //! Subjects are part of the public API (see README and `schemas/asyncapi.yaml`).
 
@@ -20,6 +20,8 @@ pub const OVERLAYS_BUCKET: &str = "dcos_overlays";
 /// KV bucket: saved group-tree snapshots.
 pub const SNAPSHOTS_BUCKET: &str = "dcos_snapshots";
 
+/// Header carrying a request's idempotency key and task id (JetStream's message id).
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// Header naming an inbox that also receives a task's updates.
 pub const REPLY_TO_HEADER: &str = "Dcos-Reply-To";
 /// Header carrying the account on published events and discovery changes.
@@ -28,6 +30,24 @@ pub const ACCOUNT_HEADER: &str = "Dcos-Account";
 pub const APP_ID_HEADER: &str = "Dcos-App-Id";
 /// Header carrying the Marathon event type on published events.
 pub const EVENT_TYPE_HEADER: &str = "Dcos-Event-Type";
+
+/// DLQ header: why the request was rejected (one line).
+pub const DLQ_REASON_HEADER: &str = "Dcos-Dlq-Reason";
+/// DLQ header: the error code (`INVALID_REQUEST`, …).
+pub const DLQ_ERROR_CODE_HEADER: &str = "Dcos-Error-Code";
+/// DLQ header: the task id of the REJECTED task document.
+pub const DLQ_TASK_ID_HEADER: &str = "Dcos-Task-Id";
+/// DLQ header: the subject the request was published on.
+pub const DLQ_ORIGINAL_SUBJECT_HEADER: &str = "Dcos-Original-Subject";
+
+/// Name of the driver's NATS service API: answered on `$SRV.PING|INFO|STATS[.dcos-driver]`.
+pub const SERVICE_NAME: &str = "dcos-driver";
+/// Service endpoint: the request body is a task id, the answer its task document.
+pub const SERVICE_TASK_SUBJECT: &str = "dcos.driver.task";
+/// Service endpoint: the driver's readiness report.
+pub const SERVICE_STATUS_SUBJECT: &str = "dcos.driver.status";
+/// Service endpoint: the 34 operations, and why the unsupported ones are.
+pub const SERVICE_OPERATIONS_SUBJECT: &str = "dcos.driver.operations";
 
 /// Subjects captured by [`OPS_STREAM`].
 pub const OPS_SUBJECTS: &str = "dcos.op.>";

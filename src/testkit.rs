@@ -14,11 +14,23 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     child: Option<Child>,
     binary: PathBuf,
+    /// A configuration file (`-c`) for what the flags cannot say: TLS, nkey users, ….
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> NatsServer {
+        NatsServer::launch(None)
+    }
+
+    /// [`NatsServer::start`] with `extra_conf` as its configuration file (for TLS, nkey users, …).
+    /// Address, port and JetStream still come from the flags, which take precedence.
+    pub fn start_with_config(extra_conf: &str) -> NatsServer {
+        NatsServer::launch(Some(extra_conf))
+    }
+
+    fn launch(extra_conf: Option<&str>) -> NatsServer {
         let binary = std::env::var_os("NATS_SERVER_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("nats-server"));
@@ -26,12 +38,18 @@ impl NatsServer {
             .prefix("dcos-driver-nats-")
             .tempdir()
             .expect("create a store directory for nats-server");
+        let config = extra_conf.map(|conf| {
+            let path = store.path().join("nats-server.conf");
+            std::fs::write(&path, conf).expect("write the nats-server configuration");
+            path
+        });
         let port = free_port();
         let mut server = NatsServer {
             port,
             store,
             child: None,
             binary,
+            config,
         };
         server.spawn();
         server
@@ -72,7 +90,11 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

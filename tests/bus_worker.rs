@@ -14,6 +14,7 @@ use dcos_driver::bus::{
     TaskStatus,
 };
 use dcos_driver::config::Config;
+use dcos_driver::metrics::Metrics;
 use dcos_driver::testkit::NatsServer;
 use dcos_driver::vocabulary::{ErrorCode, Operation};
 use futures::StreamExt;
@@ -925,4 +926,92 @@ async fn a_long_operation_outlives_ack_wait_without_redelivery() {
     );
     worker.stop().await;
     other_worker.stop().await;
+}
+
+/// Waits until the metrics text has every one of `lines`.
+async fn wait_metrics(metrics: &Metrics, lines: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = metrics.encode();
+        let missing: Vec<_> = lines.iter().filter(|l| !text.contains(*l)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_counts_terminal_tasks_dead_letters_and_publish_errors() {
+    let metrics = Metrics::new();
+    let h = Harness::start(settings().with_metrics(metrics.clone())).await;
+    let Harness { js, kv, worker, .. } = h;
+
+    send(
+        &js,
+        "dcos.op.prod.resize_server_group",
+        "m-ok",
+        "{\"sleepMs\":300}",
+    )
+    .await;
+    send(
+        &js,
+        "dcos.op.prod.destroy_server_group",
+        "m-fail",
+        "{\"mode\":\"fail\"}",
+    )
+    .await;
+    send(&js, "dcos.op.prod.resize_server_group", "m-bad-body", "[1]").await;
+    send(&js, "dcos.op.prod.no_such_operation", "m-unknown", "{}").await;
+    send(&js, "dcos.op.prod.upsert_scaling_policy", "m-unsup", "{}").await;
+    send(&js, "dcos.op.staging.run_job", "m-forbidden", "{}").await;
+    for id in [
+        "m-ok",
+        "m-fail",
+        "m-bad-body",
+        "m-unknown",
+        "m-unsup",
+        "m-forbidden",
+    ] {
+        wait_terminal(&kv, id).await;
+    }
+    wait_metrics(
+        &metrics,
+        &[
+            "dcos_driver_operations_total{operation=\"RESIZE_SERVER_GROUP\",status=\"SUCCEEDED\"} 1",
+            "dcos_driver_operations_total{operation=\"DESTROY_SERVER_GROUP\",status=\"FAILED\"} 1",
+            "dcos_driver_operations_total{operation=\"RESIZE_SERVER_GROUP\",status=\"REJECTED\"} 1",
+            "dcos_driver_operations_total{operation=\"UPSERT_SCALING_POLICY\",status=\"UNSUPPORTED\"} 1",
+            "dcos_driver_operations_total{operation=\"RUN_JOB\",status=\"FAILED\"} 1",
+            "dcos_driver_operation_duration_seconds_count{operation=\"RESIZE_SERVER_GROUP\"} 2",
+            // The malformed body and the unknown operation.
+            "dcos_driver_requests_dead_lettered_total{reason=\"INVALID_REQUEST\"} 2",
+        ],
+    )
+    .await;
+    let text = metrics.encode();
+    assert!(!text.contains("NO_SUCH_OPERATION"), "{text}");
+    // The successful one slept 300 ms: it lands above the 0.25 s bucket.
+    assert!(
+        text.contains(
+            "dcos_driver_operation_duration_seconds_bucket{le=\"0.25\",operation=\"RESIZE_SERVER_GROUP\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("nats_publish_errors_total{"), "{text}");
+
+    // Without its stream, a dead-letter entry cannot be stored: counted, and the request kept.
+    js.delete_stream("DCOS_DLQ").await.unwrap();
+    send(&js, "dcos.op.prod.resize_server_group", "m-dlq-lost", "[2]").await;
+    wait_metrics(
+        &metrics,
+        &["dcos_driver_nats_publish_errors_total{kind=\"dlq\"}"],
+    )
+    .await;
+    assert!(doc(&kv, "m-dlq-lost").await.is_none());
+    worker.stop().await;
 }

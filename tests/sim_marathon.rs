@@ -409,7 +409,8 @@ async fn fail_task_is_replaced() {
     api.settled().await;
     let task = api.sim.sim.marathon.app_tasks("/f").remove(0);
     let mut events = api.sim.sim.bus.subscribe();
-    assert!(api.sim.sim.marathon.fail_task(&api.sim.sim, &task.task_id));
+    // The hook without the `Arc<Sim>` (it calls `fail_task`).
+    assert!(api.sim.sim.marathon.fail(&task.task_id));
     wait_for(|| {
         let t = api.sim.sim.marathon.app_tasks("/f");
         t.len() == 1 && t[0].task_id != task.task_id && t[0].state == "TASK_RUNNING"
@@ -582,6 +583,68 @@ async fn info_leader_ping_queue() {
     let (status, queue) = api.get("/v2/queue").await;
     assert_eq!(status, StatusCode::OK);
     assert!(queue["queue"].is_array());
+}
+
+#[tokio::test]
+async fn leader_and_info_follow_the_leadership() {
+    use dcos_driver::sim::faults::Leader;
+    let api = Api::start().await;
+    let (_, headers, _) = api.call_raw(Method::GET, "/v2/leader", None).await;
+    assert_eq!(headers["x-marathon-leader"], api.sim.url().as_str());
+
+    // A standby proxies to the leader: the leader's answers.
+    api.sim
+        .sim
+        .faults
+        .set_leader(Leader::Other("http://10.0.4.2:8080/".into()));
+    let (status, headers, body) = api.call_raw(Method::GET, "/v2/leader", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-marathon-leader"], "http://10.0.4.2:8080");
+    let leader: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(leader, json!({ "leader": "10.0.4.2:8080" }));
+    let (_, info) = api.get("/v2/info").await;
+    assert_eq!(info["leader"], "10.0.4.2:8080");
+    assert_eq!(info["elected"], true);
+    assert_eq!(info["http_config"]["http_port"], 8080);
+
+    // No leader: Marathon's proxy filter answers 503.
+    api.sim.sim.faults.set_leader(Leader::None);
+    for path in ["/v2/leader", "/v2/info"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body["message"], "Could not determine the current leader");
+    }
+
+    api.sim.sim.faults.set_leader(Leader::This);
+    let (_, leader) = api.get("/v2/leader").await;
+    assert_eq!(leader["leader"], api.sim.addr.to_string());
+}
+
+#[tokio::test]
+async fn api_post_event_client_ip_is_the_peer() {
+    let api = Api::start().await;
+    let mut events = api.sim.sim.bus.subscribe();
+    // Any 127.x address is loopback on Linux: connect from one that is not the default.
+    let client = Client::builder()
+        .local_address(Some([127, 0, 0, 2].into()))
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{}/v2/apps", api.sim.url()))
+        .json(&app("/peer", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let posted = loop {
+        let event = events.recv().await.unwrap();
+        if event.event_type == "api_post_event" {
+            break event;
+        }
+    };
+    let posted: Value = serde_json::from_str(&posted.data).unwrap();
+    assert_eq!(posted["clientIp"], "127.0.0.2");
+    assert_eq!(posted["uri"], "/v2/apps");
 }
 
 #[tokio::test]

@@ -6,16 +6,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use super::BusError;
+use crate::metrics::Metrics;
 use crate::names;
-
-/// Header: why the request was rejected (one line).
-pub const REASON_HEADER: &str = "Dcos-Dlq-Reason";
-/// Header: the error code (`INVALID_REQUEST`, …).
-pub const ERROR_CODE_HEADER: &str = "Dcos-Error-Code";
-/// Header: the task id of the REJECTED task document.
-pub const TASK_ID_HEADER: &str = "Dcos-Task-Id";
-/// Header: the subject the request was published on.
-pub const ORIGINAL_SUBJECT_HEADER: &str = "Dcos-Original-Subject";
 
 /// One rejected request.
 #[derive(Debug, Clone)]
@@ -32,11 +24,17 @@ pub struct DlqEntry<'a> {
 #[derive(Clone)]
 pub struct Dlq {
     js: jetstream::Context,
+    metrics: Option<Metrics>,
 }
 
 impl Dlq {
     pub fn new(js: jetstream::Context) -> Dlq {
-        Dlq { js }
+        Dlq { js, metrics: None }
+    }
+
+    /// The same queue, counting failed publishes into `metrics`.
+    pub fn with_metrics(self, metrics: Option<Metrics>) -> Dlq {
+        Dlq { metrics, ..self }
     }
 
     /// Stores `entry` on `dcos.dlq.<account>`. Its `Nats-Msg-Id` is `dlq-<task id>`, so a redelivered
@@ -45,18 +43,26 @@ impl Dlq {
         let subject = names::dlq_subject(&names::token(entry.account));
         let one_line = |s: &str| s.replace(['\r', '\n'], " ");
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("dlq-{}", entry.task_id).as_str());
-        headers.insert(REASON_HEADER, one_line(entry.reason).as_str());
-        headers.insert(ERROR_CODE_HEADER, entry.error_code);
-        headers.insert(TASK_ID_HEADER, entry.task_id);
         headers.insert(
-            ORIGINAL_SUBJECT_HEADER,
+            names::MSG_ID_HEADER,
+            format!("dlq-{}", entry.task_id).as_str(),
+        );
+        headers.insert(names::DLQ_REASON_HEADER, one_line(entry.reason).as_str());
+        headers.insert(names::DLQ_ERROR_CODE_HEADER, entry.error_code);
+        headers.insert(names::DLQ_TASK_ID_HEADER, entry.task_id);
+        headers.insert(
+            names::DLQ_ORIGINAL_SUBJECT_HEADER,
             one_line(entry.original_subject).as_str(),
         );
         headers.insert(names::ACCOUNT_HEADER, entry.account);
-        let failed = |e: &dyn std::fmt::Display| BusError::Publish {
-            subject: subject.clone(),
-            message: e.to_string(),
+        let failed = |e: &dyn std::fmt::Display| {
+            if let Some(metrics) = &self.metrics {
+                metrics.nats_publish_error(&subject);
+            }
+            BusError::Publish {
+                subject: subject.clone(),
+                message: e.to_string(),
+            }
         };
         self.js
             .publish_with_headers(subject.clone(), headers, entry.payload)

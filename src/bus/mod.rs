@@ -12,7 +12,7 @@
 //!    `dcos.task.<account>.<task_id>` (and the `Dcos-Reply-To` inbox); only then is the message acked.
 //!
 //! # Layout
-//! - [`connect`]: the NATS connection (auth, TLS, reconnects).
+//! - [`connect`](mod@connect): the NATS connection (auth, TLS, reconnects).
 //! - [`setup`]: streams, the durable consumer and the KV buckets, created or updated idempotently.
 //! - [`task`]: the task document and [`TaskStore`] (KV + publishing).
 //! - [`request`]: turning a JetStream message into a validated request, or a rejection.
@@ -20,12 +20,14 @@
 //! - [`worker`]: the pull loop, ack discipline, idempotency and graceful shutdown.
 //! - [`dlq`]: the dead-letter queue for requests that can never be valid.
 //! - [`locks`]: [`AppLocks`], so two operations never act on the same app at once.
+//! - [`service`]: the NATS service API (`$SRV.*` discovery; task lookup, status and vocabulary).
 
 pub mod connect;
 pub mod dlq;
 pub mod executor;
 pub mod locks;
 pub mod request;
+pub mod service;
 pub mod settings;
 pub mod setup;
 pub mod task;
@@ -40,6 +42,7 @@ use crate::config::Config;
 pub use connect::connect;
 pub use executor::{BoxFuture, Executor, Outcome, Progress, Request};
 pub use locks::{AppLockGuard, AppLocks};
+pub use service::{start_service, StatusFn};
 pub use settings::BusSettings;
 pub use task::{HistoryEntry, TaskDocument, TaskError, TaskStatus, TaskStore};
 pub use worker::Worker;
@@ -72,6 +75,8 @@ pub enum BusError {
     },
     #[error("publishing to {subject} failed: {message}")]
     Publish { subject: String, message: String },
+    #[error("NATS service API: {what} failed: {message}")]
+    Service { what: &'static str, message: String },
     #[error("task document {key} in KV is not valid JSON: {source}")]
     Decode {
         key: String,
@@ -101,7 +106,8 @@ pub async fn serve(
     .await
 }
 
-/// [`serve`] with explicit settings (tests use short timings).
+/// [`serve`] with explicit settings: tests use short timings, `serve` counts into the driver's
+/// metrics with `BusSettings::from_config(&config.driver).with_metrics(metrics)`.
 pub async fn serve_with(
     client: async_nats::Client,
     config: &Config,

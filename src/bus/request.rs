@@ -13,11 +13,8 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use super::task::TaskError;
-use crate::names;
+use crate::names::{self, MSG_ID_HEADER};
 use crate::vocabulary::{ErrorCode, Operation};
-
-/// The header carrying the idempotency key and task id.
-pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
 static TASK_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{1,128}$").expect("static regex"));
@@ -27,10 +24,18 @@ pub fn is_valid_task_id(id: &str) -> bool {
     TASK_ID.is_match(id)
 }
 
+/// Task ids a client may choose: valid, and not in the `auto-` space the driver derives from stream
+/// sequences (a client id `auto-57` would collide with the id given to an id-less request at sequence 57).
+pub fn is_client_task_id(id: &str) -> bool {
+    is_valid_task_id(id) && !id.starts_with(AUTO_PREFIX)
+}
+
+const AUTO_PREFIX: &str = "auto-";
+
 /// The task id of a request without (or with an invalid) `Nats-Msg-Id`: derived from the stream
 /// sequence, which the client got in its publish ack, so a redelivery gets the same id.
 pub fn auto_task_id(stream_sequence: u64) -> String {
-    format!("auto-{stream_sequence}")
+    format!("{AUTO_PREFIX}{stream_sequence}")
 }
 
 /// What the worker knows about a message before deciding whether it is valid.
@@ -77,7 +82,7 @@ impl Envelope {
         let given_id = header(MSG_ID_HEADER);
         let reply_to = header(names::REPLY_TO_HEADER).filter(|s| usable_reply_subject(s));
         let task_id = match &given_id {
-            Some(id) if is_valid_task_id(id) => id.clone(),
+            Some(id) if is_client_task_id(id) => id.clone(),
             _ => auto_task_id(stream_sequence),
         };
         let verdict = validate(&tokens, given_id.as_deref(), &payload, max_request_bytes);
@@ -130,6 +135,12 @@ fn validate(
         if !is_valid_task_id(id) {
             return Err(invalid(
                 format!("header {MSG_ID_HEADER} `{id}` must match [A-Za-z0-9_-]{{1,128}}"),
+                json!({"field": format!("headers.{MSG_ID_HEADER}"), "value": id}),
+            ));
+        }
+        if !is_client_task_id(id) {
+            return Err(invalid(
+                format!("header {MSG_ID_HEADER} `{id}` uses the reserved prefix `{AUTO_PREFIX}` (ids the driver gives requests without one)"),
                 json!({"field": format!("headers.{MSG_ID_HEADER}"), "value": id}),
             ));
         }
@@ -237,5 +248,8 @@ mod tests {
         assert!(!is_valid_task_id(""));
         assert!(!is_valid_task_id(&"a".repeat(129)));
         assert!(!is_valid_task_id("a b"));
+        assert!(is_valid_task_id("auto-57"));
+        assert!(!is_client_task_id("auto-57"));
+        assert!(is_client_task_id("autoscale-1"));
     }
 }

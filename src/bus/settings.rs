@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use crate::config::DriverConfig;
+use crate::metrics::Metrics;
 
-/// Timings and bounds of the worker and of the JetStream objects it creates.
+/// Timings and bounds of the worker and of the JetStream objects it creates, and where it counts
+/// what it did.
 ///
 /// [`BusSettings::from_config`] gives the production values; tests shorten the timings.
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct BusSettings {
     pub events_max_age: Duration,
     /// Duplicate window of `DCOS_EVENTS` for the event reader's deterministic message ids.
     pub events_duplicate_window: Duration,
+    /// Where the worker counts terminal tasks (by operation and status, with their duration),
+    /// dead-lettered requests and failed publishes; `None` counts nothing.
+    pub metrics: Option<Metrics>,
 }
 
 impl BusSettings {
@@ -61,6 +66,15 @@ impl BusSettings {
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             events_max_age,
             events_duplicate_window: Duration::from_secs(600).min(events_max_age),
+            metrics: None,
+        }
+    }
+
+    /// The same settings, counting into `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> BusSettings {
+        BusSettings {
+            metrics: Some(metrics),
+            ..self
         }
     }
 

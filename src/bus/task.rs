@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::BusError;
+use crate::metrics::Metrics;
 use crate::names;
 use crate::vocabulary::ErrorCode;
 
@@ -216,6 +217,7 @@ impl TaskDocument {
 pub struct TaskStore {
     client: async_nats::Client,
     kv: kv::Store,
+    metrics: Option<Metrics>,
 }
 
 impl TaskStore {
@@ -229,7 +231,22 @@ impl TaskStore {
                 what: format!("KV bucket {}", names::TASKS_BUCKET),
                 message: e.to_string(),
             })?;
-        Ok(TaskStore { client, kv })
+        Ok(TaskStore {
+            client,
+            kv,
+            metrics: None,
+        })
+    }
+
+    /// The same store, counting failed puts and announcements into `metrics`.
+    pub fn with_metrics(self, metrics: Option<Metrics>) -> TaskStore {
+        TaskStore { metrics, ..self }
+    }
+
+    fn publish_failed(&self, subject: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.nats_publish_error(subject);
+        }
     }
 
     /// The stored document of `task_id`, if any.
@@ -254,11 +271,14 @@ impl TaskStore {
         self.kv
             .put(&doc.task_id, doc.to_json())
             .await
-            .map_err(|e| BusError::Kv {
-                bucket: names::TASKS_BUCKET,
-                key: doc.task_id.clone(),
-                action: "put",
-                message: e.to_string(),
+            .map_err(|e| {
+                self.publish_failed(&format!("$KV.{}.{}", names::TASKS_BUCKET, doc.task_id));
+                BusError::Kv {
+                    bucket: names::TASKS_BUCKET,
+                    key: doc.task_id.clone(),
+                    action: "put",
+                    message: e.to_string(),
+                }
             })?;
         Ok(())
     }
@@ -272,6 +292,7 @@ impl TaskStore {
         for target in targets {
             if let Err(e) = self.client.publish(target.clone(), payload.clone()).await {
                 tracing::warn!(subject = %target, error = %e, "cannot publish a task update");
+                self.publish_failed(&target);
             }
         }
         if let Err(e) = self.client.flush().await {

@@ -2,7 +2,7 @@
 //! `max_concurrent_operations` at once, and acks each message only after its terminal task document
 //! is stored.
 //!
-//! Ack discipline (each decision in [`Disposition`]):
+//! Ack discipline (each decision in `Disposition`):
 //! - terminal document stored → **Ack**;
 //! - the request can never be valid → DLQ entry + REJECTED document stored → **Term**;
 //! - storing (or the DLQ) failed, the operation asked to retry, or shutdown outlasted the grace
@@ -17,6 +17,10 @@
 //! entry (the request is well-formed, just not allowed here); unsupported operations are answered by
 //! the worker (UNSUPPORTED, `UNSUPPORTED_OPERATION`, the reason from the vocabulary) without the
 //! executor; malformed requests end REJECTED without an ACCEPTED step.
+//!
+//! Metrics (when [`BusSettings::metrics`] is set): every terminal document stored is counted by
+//! operation and status with the time since the driver first took the task, a dead-letter entry once
+//! its REJECTED document is stored, and failed publishes where they fail ([`TaskStore`], `Dlq`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +40,8 @@ use super::request::Envelope;
 use super::task::{TaskDocument, TaskError, TaskStatus, TaskStore};
 use super::{setup, BusError, BusSettings};
 use crate::config::Config;
-use crate::vocabulary::ErrorCode;
+use crate::metrics::Metrics;
+use crate::vocabulary::{ErrorCode, Operation};
 
 /// What to tell JetStream about one message.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,13 +77,16 @@ impl Worker {
         executor: Arc<dyn Executor>,
     ) -> Result<Worker, BusError> {
         let js = jetstream::new(client.clone());
-        let store = TaskStore::open(client.clone()).await?;
+        let metrics = settings.metrics.clone();
+        let store = TaskStore::open(client.clone())
+            .await?
+            .with_metrics(metrics.clone());
         let shared = Arc::new(Shared {
             config,
+            dlq: Dlq::new(js.clone()).with_metrics(metrics),
             settings,
             executor,
             store,
-            dlq: Dlq::new(js.clone()),
         });
         Ok(Worker { client, js, shared })
     }
@@ -287,7 +295,7 @@ async fn process(
             TaskStatus::Failed,
             error,
         );
-        return finish(store, &doc, reply_to, retry_later).await;
+        return finish(shared, &doc, reply_to).await;
     }
 
     if let Some(reason) = operation.unsupported_reason() {
@@ -299,7 +307,7 @@ async fn process(
             TaskStatus::Unsupported,
             error,
         );
-        return finish(store, &doc, reply_to, retry_later).await;
+        return finish(shared, &doc, reply_to).await;
     }
 
     let doc = match &previous {
@@ -363,18 +371,18 @@ async fn process(
         Some(Outcome::Rejected(error)) => reject(shared, envelope, error, Some(doc)).await,
         Some(Outcome::Succeeded(result)) => {
             doc.succeed(result);
-            finish(store, &doc, reply_to, retry_later).await
+            finish(shared, &doc, reply_to).await
         }
         Some(Outcome::Failed(error)) => {
             doc.fail(TaskStatus::Failed, error);
-            finish(store, &doc, reply_to, retry_later).await
+            finish(shared, &doc, reply_to).await
         }
         Some(Outcome::Unsupported(reason)) => {
             doc.fail(
                 TaskStatus::Unsupported,
                 TaskError::new(ErrorCode::UnsupportedOperation, reason),
             );
-            finish(store, &doc, reply_to, retry_later).await
+            finish(shared, &doc, reply_to).await
         }
     }
 }
@@ -420,24 +428,39 @@ async fn run_executor(
     }
 }
 
-/// Stores a terminal document and announces it; Ack, or `retry_later` when it could not be stored.
-async fn finish(
-    store: &TaskStore,
-    doc: &TaskDocument,
-    reply_to: Option<&str>,
-    retry_later: Disposition,
-) -> Disposition {
+/// Stores a terminal document and announces it; Ack, or Nak with `store_retry_delay` when it could
+/// not be stored.
+async fn finish(shared: &Shared, doc: &TaskDocument, reply_to: Option<&str>) -> Disposition {
     debug_assert!(doc.status.is_terminal());
-    match store.record(doc, reply_to).await {
+    match shared.store.record(doc, reply_to).await {
         Ok(()) => {
             tracing::info!(task_id = %doc.task_id, status = doc.status.as_str(), "task finished");
+            if let Some(metrics) = &shared.settings.metrics {
+                record_terminal(metrics, doc);
+            }
             Disposition::Ack
         }
         Err(e) => {
             tracing::warn!(task_id = %doc.task_id, error = %e, "cannot store the terminal document; retrying later");
-            retry_later
+            Disposition::Nak(Some(shared.settings.store_retry_delay))
         }
     }
+}
+
+/// Counts a task that just reached its terminal status, with the time since the driver first took
+/// it. A REJECTED request naming no known operation is counted by the dead-letter counter alone
+/// (the operation label only takes the 34 names).
+fn record_terminal(metrics: &Metrics, doc: &TaskDocument) {
+    let Ok(operation) = doc.operation.parse::<Operation>() else {
+        return;
+    };
+    let took = doc
+        .ended_at
+        .unwrap_or(doc.updated_at)
+        .signed_duration_since(doc.started_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics.record_operation(operation, doc.status.as_str(), took);
 }
 
 /// A request that can never be valid: DLQ entry with the original bytes, REJECTED document, Term.
@@ -449,6 +472,7 @@ async fn reject(
     started: Option<TaskDocument>,
 ) -> Disposition {
     let retry_later = Disposition::Nak(Some(shared.settings.store_retry_delay));
+    let error_code = error.code;
     let entry = DlqEntry {
         account: &envelope.account,
         task_id: &envelope.task_id,
@@ -474,15 +498,14 @@ async fn reject(
             error,
         ),
     };
-    match finish(
-        &shared.store,
-        &doc,
-        envelope.reply_to.as_deref(),
-        retry_later,
-    )
-    .await
-    {
-        Disposition::Ack => Disposition::Term,
+    match finish(shared, &doc, envelope.reply_to.as_deref()).await {
+        Disposition::Ack => {
+            // Counted once the REJECTED document is stored: a retried entry is not counted twice.
+            if let Some(metrics) = &shared.settings.metrics {
+                metrics.request_dead_lettered(error_code);
+            }
+            Disposition::Term
+        }
         other => other,
     }
 }

@@ -118,7 +118,7 @@ impl Sim {
         let auth = auth::Auth::new(&config);
         let faults = faults::Faults::new(&config);
         bus.set_gate(faults.drop_gate());
-        Arc::new(Sim {
+        let sim = Arc::new(Sim {
             config,
             clock,
             bus,
@@ -126,7 +126,9 @@ impl Sim {
             metronome,
             auth,
             faults,
-        })
+        });
+        sim.marathon.attach(&sim);
+        sim
     }
 }
 

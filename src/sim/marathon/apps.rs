@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::changes::{begin_change, deploy_change, upsert};
 use super::deployments::{self, ActionKind};
-use super::http::{self, Query};
+use super::http::{self, ApiCall, Query};
 use super::model::App;
 use super::render::{join, one, render, render_where, Embed};
 use super::tasks;
@@ -104,8 +104,8 @@ fn app_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
 }
 
 /// `Location: <prefix>/v2/apps<id>` (the prefix being `/service/marathon` behind DC/OS).
-fn set_location(response: &mut Response, uri: &OriginalUri, id: &str) {
-    let path = uri.0.path();
+fn set_location(response: &mut Response, call: &ApiCall, id: &str) {
+    let path = call.uri.as_str();
     let base = path.find("/v2/apps").map_or("", |i| &path[..i]);
     if let Ok(value) = HeaderValue::from_str(&format!("{base}/v2/apps{id}")) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -115,7 +115,7 @@ fn set_location(response: &mut Response, uri: &OriginalUri, id: &str) {
 /// `POST /v2/apps`.
 pub async fn create(
     State(sim): State<Arc<Sim>>,
-    uri: OriginalUri,
+    call: ApiCall,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
@@ -143,15 +143,7 @@ pub async fn create(
     };
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
-    let deployment = deploy_change(
-        &sim,
-        &mut state,
-        uri.0.path(),
-        &id,
-        kind,
-        original,
-        &version,
-    );
+    let deployment = deploy_change(&sim, &mut state, &call, &id, kind, original, &version);
     let app = state.apps.get_mut(&id).expect("just stored");
     let embed = Embed {
         tasks: true,
@@ -164,38 +156,38 @@ pub async fn create(
     let mut out = String::new();
     rendered.write(&mut out);
     let mut response = http::raw(StatusCode::CREATED, out);
-    set_location(&mut response, &uri, &id);
+    set_location(&mut response, &call, &id);
     response
 }
 
 /// `PUT /v2/apps/{id}` (`partialUpdate` defaults to true, `force`).
 pub async fn put(
     State(sim): State<Arc<Sim>>,
-    uri: OriginalUri,
+    call: ApiCall,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let query = Query::parse(query.as_deref());
     let partial = query.flag("partialUpdate", true);
-    update(&sim, &uri, &path, &query, &body, partial, true)
+    update(&sim, &call, &path, &query, &body, partial, true)
 }
 
 /// `PATCH /v2/apps/{id}`: a partial update of an existing app.
 pub async fn patch(
     State(sim): State<Arc<Sim>>,
-    uri: OriginalUri,
+    call: ApiCall,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let query = Query::parse(query.as_deref());
-    update(&sim, &uri, &path, &query, &body, true, false)
+    update(&sim, &call, &path, &query, &body, true, false)
 }
 
 fn update(
     sim: &Arc<Sim>,
-    uri: &OriginalUri,
+    call: &ApiCall,
     path: &str,
     query: &Query,
     body: &[u8],
@@ -245,20 +237,20 @@ fn update(
     let def = with_defaults(def, &mut state.next_service_port);
     let (kind, original) = upsert(&mut state, def, &version);
     let created = original.is_none();
-    let deployment = deploy_change(sim, &mut state, uri.0.path(), &id, kind, original, &version);
+    let deployment = deploy_change(sim, &mut state, call, &id, kind, original, &version);
     drop(state);
     if !created {
         return http::deployment_result(StatusCode::OK, &deployment, &version);
     }
     let mut response = http::deployment_result(StatusCode::CREATED, &deployment, &version);
-    set_location(&mut response, uri, &id);
+    set_location(&mut response, call, &id);
     response
 }
 
 /// `DELETE /v2/apps/{id}`, `/v2/apps/{id}/tasks`, `/v2/apps/{id}/tasks/{taskId}`.
 pub async fn delete_path(
     State(sim): State<Arc<Sim>>,
-    uri: OriginalUri,
+    call: ApiCall,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -282,7 +274,7 @@ pub async fn delete_path(
     let deployment = deploy_change(
         &sim,
         &mut state,
-        uri.0.path(),
+        &call,
         &id,
         ActionKind::Stop,
         Some(original),
@@ -298,7 +290,7 @@ pub async fn delete_path(
 /// `POST /v2/apps/{id}/restart?force=`.
 pub async fn post_path(
     State(sim): State<Arc<Sim>>,
-    uri: OriginalUri,
+    call: ApiCall,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -327,7 +319,7 @@ pub async fn post_path(
     let deployment = deploy_change(
         &sim,
         &mut state,
-        uri.0.path(),
+        &call,
         &id,
         ActionKind::Restart,
         Some(original),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::deployments::{self, Action, ActionKind};
-use super::http;
+use super::http::{self, ApiCall};
 use super::model::App;
 use super::State as MarathonState;
 use crate::sim::clock::timestamp;
@@ -112,7 +112,7 @@ pub fn begin_change(
 pub fn deploy_change(
     sim: &Arc<Sim>,
     state: &mut MarathonState,
-    uri: &str,
+    call: &ApiCall,
     id: &str,
     kind: ActionKind,
     original: Option<Map<String, Value>>,
@@ -122,7 +122,7 @@ pub fn deploy_change(
         .apps
         .get(id)
         .map_or(Value::Null, |a| Value::Object(a.def.clone()));
-    publish_api_change(sim, uri, &definition, version);
+    publish_api_change(sim, call, &definition, version);
     deployments::start(
         sim,
         state,
@@ -133,10 +133,10 @@ pub fn deploy_change(
 }
 
 /// The `api_post_event` and `group_change_success` of an API change.
-pub fn publish_api_change(sim: &Sim, uri: &str, app: &Value, version: &str) {
+pub fn publish_api_change(sim: &Sim, call: &ApiCall, app: &Value, version: &str) {
     sim.bus.publish(
         "api_post_event",
-        json!({ "clientIp": "127.0.0.1", "uri": uri, "appDefinition": app }),
+        json!({ "clientIp": call.client_ip, "uri": call.uri, "appDefinition": app }),
     );
     sim.bus.publish(
         "group_change_success",

@@ -1,8 +1,41 @@
 //! HTTP helpers of the simulated Marathon: JSON answers, Marathon's error bodies, query parsing.
 
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+
+/// Who made an API change and where, as `api_post_event` reports it: the request path (as the
+/// client sent it, prefix included) and the peer's IP address.
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    pub uri: String,
+    pub client_ip: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiCall {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path(), |OriginalUri(uri)| uri.path())
+            .to_string();
+        // Served without connection info (a router called directly): loopback, as before.
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(
+                || "127.0.0.1".to_string(),
+                |ConnectInfo(a)| a.ip().to_string(),
+            );
+        Ok(ApiCall { uri, client_ip })
+    }
+}
 
 /// A JSON answer from an already serialized body.
 pub fn raw(status: StatusCode, body: String) -> Response {

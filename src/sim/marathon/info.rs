@@ -1,44 +1,80 @@
-//! `GET /v2/info` and `GET /v2/leader`.
+//! `GET /v2/info` and `GET /v2/leader`, following the leadership of [`crate::sim::faults::Leader`].
+//!
+//! Marathon's `LeaderProxyFilter` stands in front of every resource: the leader answers itself (with
+//! `X-Marathon-Leader: <its URL>`), a standby proxies the request to the leader (so the answer is the
+//! leader's: `{"leader": "<leader host:port>"}`, `elected: true`), and a node that knows no leader
+//! answers 503 "Could not determine the current leader" (the event stream's 502 in
+//! [`crate::sim::stream`] carries the same message).
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
 use super::http;
+use crate::sim::faults::Leader;
 use crate::sim::Sim;
 
 /// The simulated framework id.
 pub const FRAMEWORK_ID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-0000";
 
-fn leader_of(headers: &HeaderMap, sim: &Sim) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| sim.config.listen.to_string())
+/// Marathon's answer when no leader is known.
+pub const NO_LEADER: &str = "Could not determine the current leader";
+
+/// The leader as `(host:port, URL)`, or the 503 of a node that knows none.
+fn leader_of(headers: &HeaderMap, sim: &Sim) -> Result<(String, String), Response> {
+    match sim.faults.leader() {
+        Leader::This => {
+            let host_port = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| sim.config.listen.to_string());
+            let url = format!("http://{host_port}");
+            Ok((host_port, url))
+        }
+        Leader::Other(url) => {
+            let authority = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let host_port = authority.split('/').next().unwrap_or(authority).to_string();
+            Ok((host_port, url))
+        }
+        Leader::None => Err(http::message(StatusCode::SERVICE_UNAVAILABLE, NO_LEADER)),
+    }
+}
+
+/// The leader's answer, with the `X-Marathon-Leader` header its proxy filter adds.
+fn from_leader(mut response: Response, url: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(url) {
+        response.headers_mut().insert("x-marathon-leader", value);
+    }
+    response
 }
 
 /// `GET /v2/leader`.
 pub async fn leader(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
-    http::json(
-        StatusCode::OK,
-        &json!({ "leader": leader_of(&headers, &sim) }),
+    let (leader, url) = match leader_of(&headers, &sim) {
+        Ok(leader) => leader,
+        Err(response) => return response,
+    };
+    from_leader(
+        http::json(StatusCode::OK, &json!({ "leader": leader })),
+        &url,
     )
 }
 
 /// `GET /v2/info`.
 pub async fn info(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
-    let leader = leader_of(&headers, &sim);
+    let (leader, url) = match leader_of(&headers, &sim) {
+        Ok(leader) => leader,
+        Err(response) => return response,
+    };
     let port = leader
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())
         .unwrap_or(8080);
-    http::json(
-        StatusCode::OK,
-        &json!({
+    let body = json!({
             "name": "marathon",
             "version": "1.10.17",
             "buildref": "d4ca6b1b3a0b8a6e9d1e0ac0d5e3e2f2f8f3c9a1",
@@ -82,6 +118,6 @@ pub async fn info(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
                 "https_port": 8443
             },
             "event_subscriber": null
-        }),
-    )
+    });
+    from_leader(http::json(StatusCode::OK, &body), &url)
 }

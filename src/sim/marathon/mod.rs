@@ -24,7 +24,8 @@
 //! Hooks for tests (methods on [`Marathon`]): [`Marathon::tasks`] / [`Marathon::app_tasks`] (the
 //! truth of every task), [`Marathon::app_ids`], [`Marathon::deployment_ids`], [`Marathon::settled`],
 //! and changes that are not API calls: [`Marathon::fail_task`], [`Marathon::lose_task`],
-//! [`Marathon::set_task_health`].
+//! [`Marathon::set_task_health`] (or, without passing the `Arc<Sim>`, [`Marathon::fail`],
+//! [`Marathon::lose`], [`Marathon::set_health`]).
 
 // Handlers answer errors as ready `Response`s; they are rare, so their size does not matter.
 #![allow(clippy::result_large_err)]
@@ -43,7 +44,7 @@ mod tasks;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -59,6 +60,8 @@ pub struct Marathon {
     pub(crate) state: Mutex<State>,
     /// Woken on every task or deployment change; deployment runners wait on it.
     pub(crate) changed: Notify,
+    /// The simulator this Marathon belongs to (set by [`Sim::new`]), for the hooks that need it.
+    sim: OnceLock<Weak<Sim>>,
 }
 
 /// Everything behind the lock.
@@ -107,7 +110,18 @@ impl Marathon {
         Marathon {
             state: Mutex::new(state),
             changed: Notify::new(),
+            sim: OnceLock::new(),
         }
+    }
+
+    /// Remembers the simulator this Marathon belongs to ([`Sim::new`] calls it).
+    pub(crate) fn attach(&self, sim: &Arc<Sim>) {
+        let _ = self.sim.set(Arc::downgrade(sim));
+    }
+
+    /// The simulator, while it exists.
+    fn sim(&self) -> Option<Arc<Sim>> {
+        self.sim.get().and_then(Weak::upgrade)
     }
 
     /// Every task of every app, sorted by app id then launch order.
@@ -173,6 +187,22 @@ impl Marathon {
     /// killing it. False if there is no such running task.
     pub fn set_task_health(&self, sim: &Arc<Sim>, task_id: &str, alive: bool) -> bool {
         lifecycle::set_health(sim, task_id, alive)
+    }
+
+    /// [`Marathon::fail_task`] without passing the simulator.
+    pub fn fail(&self, task_id: &str) -> bool {
+        self.sim().is_some_and(|sim| self.fail_task(&sim, task_id))
+    }
+
+    /// [`Marathon::lose_task`] without passing the simulator.
+    pub fn lose(&self, task_id: &str) -> bool {
+        self.sim().is_some_and(|sim| self.lose_task(&sim, task_id))
+    }
+
+    /// [`Marathon::set_task_health`] without passing the simulator.
+    pub fn set_health(&self, task_id: &str, alive: bool) -> bool {
+        self.sim()
+            .is_some_and(|sim| self.set_task_health(&sim, task_id, alive))
     }
 
     /// Waits until no deployment is running (tests).
