@@ -82,10 +82,14 @@ async fn resync_10000_apps_by_5_tasks() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bus = Bus::start().await;
-    let source = Arc::new(HttpSource {
-        http,
-        base: base.clone(),
-    });
+    // The production path: the driver's DC/OS client.
+    let source = Arc::new(
+        dcos_driver::dcos::DcosClient::new(
+            &account("preload", &base),
+            dcos_driver::dcos::ClientOptions::default(),
+        )
+        .unwrap(),
+    );
     let options = DiscoveryOptions {
         resync_interval: None,
         ..DiscoveryOptions::default()

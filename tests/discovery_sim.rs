@@ -42,8 +42,17 @@ impl Drop for Harness {
     }
 }
 
+/// A harness whose snapshots come through the driver's own DC/OS client.
 async fn harness(seed: u64) -> Harness {
-    harness_with(seed, |http, base| Arc::new(HttpSource { http, base })).await
+    harness_with(seed, |_, base| {
+        let client = dcos_driver::dcos::DcosClient::new(
+            &account("prod", &base),
+            dcos_driver::dcos::ClientOptions::default(),
+        )
+        .unwrap();
+        Arc::new(client)
+    })
+    .await
 }
 
 async fn harness_with(

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccountConfig, DriverConfig};
+use crate::dcos::DcosClient;
 use crate::events::{ClusterId, EventConsumer, MarathonEvent};
 use crate::metrics::Metrics;
 use crate::names;
@@ -53,6 +54,18 @@ use table::Tables;
 pub trait SnapshotSource: Send + Sync + 'static {
     /// Reads the snapshot; the error says what failed.
     fn snapshot(&self) -> BoxFuture<'_, Result<Bytes, String>>;
+}
+
+/// The production source: the account's DC/OS client (retries, login, URL rotation, body bound).
+impl SnapshotSource for DcosClient {
+    fn snapshot(&self) -> BoxFuture<'_, Result<Bytes, String>> {
+        Box::pin(async move {
+            self.marathon()
+                .get_bytes(SNAPSHOT_PATH)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Limits and behaviour of the feed.
