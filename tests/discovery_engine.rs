@@ -6,8 +6,8 @@ mod discovery_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcos_driver::discovery::{DiscoveryOptions, DiscoveryState};
-use dcos_driver::events::EventConsumer;
+use dcos_driver::discovery::{Discovery, DiscoveryOptions, DiscoveryState};
+use dcos_driver::events::{ClusterId, EventConsumer};
 use dcos_driver::overlays::{server_group_key, Overlay};
 use discovery_support::*;
 use serde_json::{json, Value};
@@ -35,6 +35,16 @@ fn snapshot_of(tasks: &[(String, &str)]) -> Value {
             "version": "2026-01-01T00:00:00.000Z"})).collect::<Vec<_>>()}]})
 }
 
+/// Hands a `status_update_event` to the feed.
+fn update(d: &Discovery, cluster: &ClusterId, task_id: &str, state: &str, second: u32) {
+    send(
+        d,
+        cluster,
+        "status_update_event",
+        status(task_id, state, second),
+    );
+}
+
 #[tokio::test]
 async fn events_become_published_changes_and_kv_documents() {
     let bus = Bus::start().await;
@@ -43,18 +53,8 @@ async fn events_become_published_changes_and_kv_documents() {
     let (d, cluster, shutdown) =
         start(&bus, options(), account("prod", "http://m:8080"), source).await;
     let (instance, task_id) = task(1);
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&task_id, "TASK_STAGING", 1),
-    );
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&task_id, "TASK_RUNNING", 2),
-    );
+    update(&d, &cluster, &task_id, "TASK_STAGING", 1);
+    update(&d, &cluster, &task_id, "TASK_RUNNING", 2);
     // An app of another root group is no business of this account.
     send(
         &*d,
@@ -88,12 +88,7 @@ async fn overlays_apply_at_once_and_reach_new_tasks() {
     let (d, cluster, shutdown) =
         start(&bus, options(), account("prod", "http://m:8080"), source).await;
     let (one, t1) = task(1);
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&t1, "TASK_RUNNING", 1),
-    );
+    update(&d, &cluster, &t1, "TASK_RUNNING", 1);
     d.caught_up().await;
     assert!(seen.wait(5, |s| s.len() == 1).await);
 
@@ -119,12 +114,7 @@ async fn overlays_apply_at_once_and_reach_new_tasks() {
 
     // A new task of the disabled server group.
     let (two, t2) = task(2);
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&t2, "TASK_RUNNING", 2),
-    );
+    update(&d, &cluster, &t2, "TASK_RUNNING", 2);
     assert!(seen.wait(5, |s| s.len() == 3).await);
     assert_eq!(seen.states_of(&two), vec!["OUT_OF_SERVICE"]);
 
@@ -189,12 +179,7 @@ async fn resync_fills_in_missed_events_and_marks_the_gone_down() {
     .await;
     let (one, t1) = task(1);
     let (two, t2) = task(2);
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&t1, "TASK_RUNNING", 1),
-    );
+    update(&d, &cluster, &t1, "TASK_RUNNING", 1);
     d.caught_up().await;
     // Task 1 died and task 2 started while events were lost.
     source.set(&snapshot_of(&[(t2.clone(), "TASK_RUNNING")]));
@@ -224,18 +209,8 @@ async fn ended_instances_leave_kv_after_the_retention() {
     };
     let (d, cluster, shutdown) = start(&bus, opts, account("prod", "http://m:8080"), source).await;
     let (one, t1) = task(1);
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&t1, "TASK_RUNNING", 1),
-    );
-    send(
-        &*d,
-        &cluster,
-        "status_update_event",
-        status(&t1, "TASK_KILLED", 2),
-    );
+    update(&d, &cluster, &t1, "TASK_RUNNING", 1);
+    update(&d, &cluster, &t1, "TASK_KILLED", 2);
     d.caught_up().await;
     assert_eq!(bus.kv_documents().await[&one].state, DiscoveryState::Down);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -257,12 +232,7 @@ async fn a_full_queue_resyncs_instead_of_dropping_silently() {
     let truth: Vec<(String, &str)> = (1..=50).map(|n| (task(n).1, "TASK_RUNNING")).collect();
     source.set(&snapshot_of(&truth));
     for n in 1..=50 {
-        send(
-            &*d,
-            &cluster,
-            "status_update_event",
-            status(&task(n).1, "TASK_RUNNING", 1),
-        );
+        update(&d, &cluster, &task(n).1, "TASK_RUNNING", 1);
     }
     assert!(d.stats().overflows > 0);
     d.caught_up().await;
@@ -306,18 +276,8 @@ async fn a_restart_republishes_only_what_changed_and_replicas_leave_one_copy() {
 
     // Both replicas see the same events: one copy of each change.
     for d in [&a, &b] {
-        send(
-            &**d,
-            &cluster,
-            "status_update_event",
-            status(&task(1).1, "TASK_KILLED", 9),
-        );
-        send(
-            &**d,
-            &cluster,
-            "status_update_event",
-            status(&task(6).1, "TASK_RUNNING", 9),
-        );
+        update(&d, &cluster, &task(1).1, "TASK_KILLED", 9);
+        update(&d, &cluster, &task(6).1, "TASK_RUNNING", 9);
         d.caught_up().await;
     }
     assert_eq!(bus.discovery_messages().await, 7);

@@ -6,6 +6,23 @@
 //! attach, after lost events and every `resync_interval_seconds`, and the administrative overlays in KV
 //! `dcos_overlays` (watched, applied at once).
 //!
+//! Decisions:
+//! - One engine task applies events, snapshots and overlay changes in receipt order (per-instance order
+//!   follows). `EventConsumer::event` only numbers the event and `try_send`s it into a bounded queue; a
+//!   full queue drops it, counts an overflow and asks for a resync.
+//! - A snapshot is requested at receipt number `marker`; it never overrides an instance an event numbered
+//!   `marker` or later touched, and never marks such an instance gone. Resyncs are coalesced per cluster:
+//!   one in flight, one pending. A failed fetch is retried with backoff (2 s doubling to 60 s).
+//! - Terminal tasks are sticky (see [`state`]); an ended instance is published DOWN, kept in memory and KV
+//!   for [`DiscoveryOptions::ended_retention`] (10 min) so late events cannot revive it, then deleted from
+//!   both.
+//! - Changes are published in order with a deterministic `Nats-Msg-Id` (account, instance, previous and new
+//!   state, the event time / overlay revision / task timestamp), acks awaited in windows; the newest
+//!   document per instance is then written to KV. A failed write is retried on the next tick.
+//! - At start the feed reads `dcos_instances` back (a restart republishes only what changed) and the
+//!   overlays (so the first resync already publishes OUT_OF_SERVICE). With a resync interval the first
+//!   periodic resync runs at the first tick.
+//!
 //! Layout:
 //! - [`state`]: the state machine of one instance (pure).
 //! - [`table`]: all instances per account, overlays, counts, pending changes (pure).
@@ -209,8 +226,8 @@ pub struct Discovery {
 impl Discovery {
     /// Starts the feed: reads back `dcos_instances` (so a restart republishes nothing that did not change)
     /// and the overlays, then runs the engine and the overlay watcher until `shutdown`. The buckets and
-    /// `DCOS_EVENTS` must exist (the NATS setup creates them). No resync runs until a stream attaches
-    /// ([`EventConsumer::attached`]), a resync is requested, or the periodic one is due.
+    /// `DCOS_EVENTS` must exist (the NATS setup creates them). Resyncs run when a stream attaches
+    /// ([`EventConsumer::attached`]), when one is requested, and periodically (the first at once).
     pub async fn start(
         options: DiscoveryOptions,
         feeds: Vec<AccountFeed>,
