@@ -35,7 +35,19 @@ impl Bus {
     pub async fn start() -> Bus {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = NatsServer::start();
-        let client = async_nats::connect(server.url()).await.unwrap();
+        // A server that has just opened its port may still reset the first connection.
+        let mut attempt = 0;
+        let client = loop {
+            match async_nats::connect(server.url()).await {
+                Ok(client) => break client,
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    eprintln!("connect to nats-server: {error}; trying again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("cannot connect to nats-server: {error}"),
+            }
+        };
         let js = jetstream::new(client.clone());
         dcos_driver::bus::setup::setup(&js, &dcos_driver::bus::BusSettings::default())
             .await
