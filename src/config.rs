@@ -109,6 +109,10 @@ pub struct DriverConfig {
     /// Deployment wait when a request gives no `timeoutSeconds`.
     #[serde(default = "defaults::default_timeout_seconds")]
     pub default_timeout_seconds: u64,
+    /// Longest pause between two polls of `/v2/deployments` while an operation waits (the fallback
+    /// to the event stream), in milliseconds.
+    #[serde(default = "defaults::deployment_poll_interval_ms")]
+    pub deployment_poll_interval_ms: u64,
     /// How long `DCOS_EVENTS` keeps events, in seconds.
     #[serde(default = "defaults::events_max_age_seconds")]
     pub events_max_age_seconds: u64,
@@ -124,6 +128,12 @@ pub struct DriverConfig {
     /// Run the Marathon event reader and the discovery feed.
     #[serde(default = "defaults::yes")]
     pub events_enabled: bool,
+    /// At shutdown, how long in-flight operations may still run before they are handed back, in seconds.
+    #[serde(default = "defaults::shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+    /// How often each account's Marathon is pinged for the `dcos:<account>` readiness check, in seconds.
+    #[serde(default = "defaults::probe_interval_seconds")]
+    pub probe_interval_seconds: u64,
 }
 
 impl Default for DriverConfig {
@@ -133,11 +143,14 @@ impl Default for DriverConfig {
             max_concurrent_dcos_calls: defaults::max_concurrent_dcos_calls(),
             max_request_bytes: defaults::max_request_bytes(),
             default_timeout_seconds: defaults::default_timeout_seconds(),
+            deployment_poll_interval_ms: defaults::deployment_poll_interval_ms(),
             events_max_age_seconds: defaults::events_max_age_seconds(),
             resync_interval_seconds: defaults::resync_interval_seconds(),
             unknown_is_down: false,
             http_listen: defaults::http_listen(),
             events_enabled: true,
+            shutdown_grace_seconds: defaults::shutdown_grace_seconds(),
+            probe_interval_seconds: defaults::probe_interval_seconds(),
         }
     }
 }
@@ -266,6 +279,9 @@ mod defaults {
     pub fn default_timeout_seconds() -> u64 {
         300
     }
+    pub fn deployment_poll_interval_ms() -> u64 {
+        1000
+    }
     pub fn events_max_age_seconds() -> u64 {
         24 * 3600
     }
@@ -280,6 +296,12 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn shutdown_grace_seconds() -> u64 {
+        20
+    }
+    pub fn probe_interval_seconds() -> u64 {
+        15
     }
 }
 

@@ -21,9 +21,6 @@ use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::ops::{Operations, OpsSettings};
 
-/// How often each cluster's reachability is checked for `/readyz`.
-const PROBE_INTERVAL: Duration = Duration::from_secs(15);
-
 /// Runs the driver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -60,12 +57,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         on_call: Some(call_hook(metrics.clone())),
         ..ClientOptions::from_driver(&config.driver)
     };
+    // How often each cluster's reachability is checked for `/readyz`.
+    let probe_interval = Duration::from_secs(config.driver.probe_interval_seconds.max(1));
     for account in &config.accounts {
         let probe = DcosClient::new(account, client_options.clone())
             .with_context(|| format!("account {}", account.name))?;
         tracker.spawn(probe_cluster(
             account.name.clone(),
             probe,
+            probe_interval,
             readiness.clone(),
             shutdown.clone(),
         ));
@@ -145,6 +145,7 @@ async fn watch_nats(client: async_nats::Client, readiness: Readiness, shutdown: 
 async fn probe_cluster(
     account: String,
     client: DcosClient,
+    interval: Duration,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
@@ -161,7 +162,7 @@ async fn probe_cluster(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -6,23 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::outcome::{error_code, interrupted, result};
 use common::{app_body, Harness, HubFeed, Options};
 use dcos_driver::bus::{TaskDocument, TaskStatus};
 use dcos_driver::sim::SimConfig;
 use dcos_driver::vocabulary::ErrorCode;
 use serde_json::{json, Value};
-
-fn result(doc: &TaskDocument) -> &Value {
-    assert_eq!(doc.status, TaskStatus::Succeeded, "{doc:#?}");
-    doc.result.as_ref().unwrap()
-}
-
-fn error_code(doc: &TaskDocument) -> ErrorCode {
-    doc.error
-        .as_ref()
-        .unwrap_or_else(|| panic!("no error: {doc:#?}"))
-        .code
-}
 
 fn details(doc: &TaskDocument) -> Value {
     doc.error
@@ -510,24 +499,12 @@ async fn a_redelivered_create_does_not_create_twice() {
     let body = app_body("once", "r");
     let first = h.run_as("create_server_group", task_id, body.clone()).await;
     let first_app = result(&first)["appId"].clone();
-    // The driver "died" mid-operation: the stored document is the last RUNNING one.
-    let mut running = first.clone();
-    running.status = TaskStatus::Running;
-    running.result = None;
-    running.ended_at = None;
-    running.history.retain(|e| !e.status.is_terminal());
-    h.tasks
-        .put(task_id, serde_json::to_vec(&running).unwrap().into())
-        .await
-        .unwrap();
+    // The driver "died" mid-operation: the stored document is a RUNNING one.
+    interrupted(&h, task_id, "CREATE_SERVER_GROUP", None).await;
     // JetStream delivers the same request again (after its duplicate window).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     h.publish("create_server_group", task_id, &body).await;
-    let second = h
-        .wait_doc(task_id, Duration::from_secs(30), |d| {
-            d.status.is_terminal() && d.history.len() > running.history.len()
-        })
-        .await;
+    let second = h.terminal(task_id).await;
     let r = result(&second);
     assert_eq!(r["resumed"], true, "{second:#?}");
     assert_eq!(r["appId"], first_app);
@@ -551,19 +528,10 @@ async fn a_redelivered_destroy_of_a_gone_app_succeeds() {
         .run_as("destroy_server_group", task_id, body.clone())
         .await;
     result(&first);
-    let mut running = first.clone();
-    running.status = TaskStatus::Running;
-    running.result = None;
-    running.ended_at = None;
-    h.tasks
-        .put(task_id, serde_json::to_vec(&running).unwrap().into())
-        .await
-        .unwrap();
+    interrupted(&h, task_id, "DESTROY_SERVER_GROUP", None).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     h.publish("destroy_server_group", task_id, &body).await;
-    let second = h
-        .wait_doc(task_id, Duration::from_secs(30), |d| d.status.is_terminal())
-        .await;
+    let second = h.terminal(task_id).await;
     assert_eq!(result(&second)["alreadyGone"], true, "{second:#?}");
     // A first delivery on a missing app is NOT_FOUND.
     let doc = h.run("destroy_server_group", body).await;
@@ -684,4 +652,47 @@ async fn a_create_handed_back_mid_deployment_resumes_on_the_next_worker() {
     );
     let app = h.app("/test/slow-v000").await.unwrap();
     assert_eq!(app["tasksRunning"], 2);
+}
+
+#[tokio::test]
+async fn waiting_publishes_deployment_progress() {
+    let h = Harness::start_with(Options {
+        sim: SimConfig {
+            time_scale: 0.5,
+            ..SimConfig::instant()
+        },
+        hub: HubFeed::None,
+        ..Options::default()
+    })
+    .await;
+    h.create(json!({"application": "watched", "cmd": "x"}))
+        .await;
+    let doc = h
+        .run(
+            "resize_server_group",
+            json!({"serverGroupName": "watched-v000", "targetSize": 3}),
+        )
+        .await;
+    result(&doc);
+    let progress = doc.progress.clone().expect("progress recorded");
+    assert_eq!(progress["app"], "/test/watched-v000");
+    assert_eq!(progress["deploymentId"], result(&doc)["deploymentId"]);
+    assert_eq!(progress["target"], 3, "{progress}");
+    assert_eq!(progress["totalSteps"], 1, "{progress}");
+    assert_eq!(
+        progress["actions"][0]["action"], "ScaleApplication",
+        "{progress}"
+    );
+    let steps: Vec<&str> = doc
+        .history
+        .iter()
+        .filter(|e| e.status == TaskStatus::Running)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|m| m.contains("step 1/1 (ScaleApplication /test/watched-v000)")),
+        "{steps:#?}"
+    );
 }

@@ -24,7 +24,8 @@ pub struct BusSettings {
     pub fetch_batch: usize,
     /// How long one pull request waits on the server for messages.
     pub fetch_expires: Duration,
-    /// At shutdown, how long in-flight operations may still run before they are handed back (Nak).
+    /// At shutdown, how long in-flight operations may still run before they are handed back (Nak)
+    /// (`driver.shutdown_grace_seconds`).
     pub shutdown_grace: Duration,
     /// Delay of the Nak when the task document cannot be stored (KV unavailable): try again later.
     pub store_retry_delay: Duration,
@@ -58,7 +59,7 @@ impl BusSettings {
             max_ack_pending: 1000,
             fetch_batch: 16,
             fetch_expires: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(20),
+            shutdown_grace: Duration::from_secs(driver.shutdown_grace_seconds),
             store_retry_delay: Duration::from_secs(2),
             panic_retry_delay: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(3600),

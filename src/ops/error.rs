@@ -2,7 +2,8 @@
 //! [`Outcome`] it ends in.
 //!
 //! Mapping decisions:
-//! - description problems → `INVALID_REQUEST`, REJECTED (with `details.field`);
+//! - description problems → `INVALID_REQUEST`, REJECTED (with `details.field`); a DC/OS refusal that
+//!   the client codes `INVALID_REQUEST` (405, 413, …) ends FAILED, never REJECTED;
 //! - paths outside the root, another account → `FORBIDDEN`, FAILED;
 //! - DC/OS failures → [`DcosError::code`] (404 `NOT_FOUND`, 422 `DCOS_VALIDATION` with Marathon's
 //!   `details`, still locked `CONFLICT`, 5xx/network `DCOS_UNAVAILABLE`, `AUTH_FAILED`), FAILED;
@@ -158,10 +159,15 @@ impl OpError {
                 ),
             };
         }
+        // Only the description itself can be "never valid" (REJECTED, kept in the DLQ); a refusal
+        // by DC/OS is a failure of this attempt, whatever its code.
+        let rejected =
+            !matches!(self, OpError::Dcos(_)) && self.code() == ErrorCode::InvalidRequest;
         let error = self.to_task_error();
-        match error.code {
-            ErrorCode::InvalidRequest => Outcome::Rejected(error),
-            _ => Outcome::Failed(error),
+        if rejected {
+            Outcome::Rejected(error)
+        } else {
+            Outcome::Failed(error)
         }
     }
 }

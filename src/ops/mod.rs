@@ -11,8 +11,9 @@
 //!    `async fn(ctx: &OpContext, d: &XDescription, progress: &Progress) -> Result<Value, OpError>`,
 //!    one file per family ([`server_group`], [`instances`], [`load_balancer`], [`jobs`],
 //!    [`snapshots`]);
-//! 5. turns the result into an [`Outcome`]: `Ok(result)` SUCCEEDED, an [`OpError`] FAILED /
-//!    REJECTED by its code, or a bounded Retry when DC/OS was unreachable ([`error`]).
+//! 5. turns the result into an [`Outcome`]: `Ok(result)` SUCCEEDED; an [`OpError`] FAILED with its
+//!    code (REJECTED only when the description itself is invalid), or a bounded Retry when DC/OS
+//!    was unreachable ([`error`]).
 //!
 //! # Writing an operation
 //! - Describe it in `description/<family>.rs` (strict serde struct, camelCase clouddriver names,
@@ -99,7 +100,12 @@ impl OpsSettings {
         OpsSettings {
             max_concurrent_operations: config.driver.max_concurrent_operations.max(1),
             default_timeout: Duration::from_secs(config.driver.default_timeout_seconds.max(1)),
-            wait: WaitSettings::default(),
+            wait: WaitSettings {
+                poll_interval: Duration::from_millis(
+                    config.driver.deployment_poll_interval_ms.max(10),
+                ),
+                ..WaitSettings::default()
+            },
             client: ClientOptions::from_driver(&config.driver),
         }
     }

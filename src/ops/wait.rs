@@ -12,6 +12,10 @@
 //! (`deploymentId`, `step`, `totalSteps`, `actions`, `tasksRunning`, `tasksHealthy`, `target`); the
 //! first one carries `deploymentId`, so a redelivered request can resume waiting for it.
 //! `timeoutSeconds` bounds the whole wait: then `TIMEOUT`, the deployment keeps running.
+//!
+//! Limitation: only the event stream says "failed". With polling alone (event reader down), a failed
+//! deployment is seen only when the app misses its target afterwards (`DEPLOYMENT_FAILED`); if
+//! Marathon's relaunches bring the app to its target anyway, the wait ends SUCCEEDED.
 
 use std::time::Duration;
 
