@@ -276,8 +276,8 @@ async fn a_restart_republishes_only_what_changed_and_replicas_leave_one_copy() {
 
     // Both replicas see the same events: one copy of each change.
     for d in [&a, &b] {
-        update(&d, &cluster, &task(1).1, "TASK_KILLED", 9);
-        update(&d, &cluster, &task(6).1, "TASK_RUNNING", 9);
+        update(d, &cluster, &task(1).1, "TASK_KILLED", 9);
+        update(d, &cluster, &task(6).1, "TASK_RUNNING", 9);
         d.caught_up().await;
     }
     assert_eq!(bus.discovery_messages().await, 7);
