@@ -30,10 +30,12 @@
 //! - [`resync`]: the snapshot, parsed borrowing from the body, and its diff.
 //! - [`document`]: the published document, its KV key and message id.
 //! - `engine`: the one task that applies everything in order and publishes.
+//! - `kv_side`: reading `dcos_instances` back at start and watching `dcos_overlays`.
 
 pub mod document;
 mod engine;
 pub mod event;
+mod kv_side;
 pub mod resync;
 pub mod state;
 pub mod table;
@@ -42,10 +44,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -56,14 +57,15 @@ use crate::dcos::DcosClient;
 use crate::events::{ClusterId, EventConsumer, MarathonEvent};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::overlays::{self, OverlayError, OverlayStore};
+use crate::overlays::{OverlayError, OverlayStore};
 
 pub use document::DiscoveryDocument;
 pub use resync::{ResyncStats, SNAPSHOT_PATH};
 pub use state::{DiscoveryState, Policy, Reason};
 pub use table::StateCounts;
 
-use engine::{Engine, Internal};
+use engine::Engine;
+use kv_side::{restore, watch_overlays};
 use resync::AccountRoot;
 use table::Tables;
 
@@ -494,107 +496,5 @@ impl EventConsumer for Discovery {
 
     fn lost(&self, cluster: &ClusterId) {
         self.request_resync(cluster);
-    }
-}
-
-/// Reads back the documents of `accounts` from `dcos_instances`.
-async fn restore(
-    kv: &kv::Store,
-    accounts: &[String],
-    tables: &mut Tables,
-) -> Result<(), DiscoveryError> {
-    let bucket_error = |message: String| DiscoveryError::Bucket {
-        bucket: names::INSTANCES_BUCKET.into(),
-        message,
-    };
-    let status = kv.status().await.map_err(|e| bucket_error(e.to_string()))?;
-    if status.values() == 0 {
-        return Ok(());
-    }
-    let mut entries = kv
-        .watch_all_from_revision(1)
-        .await
-        .map_err(|e| bucket_error(e.to_string()))?;
-    let read = async {
-        while let Some(entry) = entries.next().await {
-            let entry = entry.map_err(|e| bucket_error(e.to_string()))?;
-            if entry.operation == kv::Operation::Put {
-                match serde_json::from_slice::<DiscoveryDocument>(&entry.value) {
-                    Ok(doc) if accounts.contains(&doc.account) => tables.restore(&doc),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(key = %entry.key, %error, "skipping a discovery document that does not parse")
-                    }
-                }
-            }
-            if entry.delta == 0 {
-                break;
-            }
-        }
-        Ok::<(), DiscoveryError>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(60), read).await {
-        Ok(result) => result,
-        Err(_) => Err(bucket_error(
-            "reading the stored documents timed out".into(),
-        )),
-    }
-}
-
-/// Forwards overlay changes to the engine until `shutdown`; watches again if the watch ends.
-async fn watch_overlays(
-    mut watch: kv::Watch,
-    bucket: kv::Store,
-    tx: mpsc::Sender<Internal>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            next = watch.next() => next,
-        };
-        let entry = match next {
-            Some(Ok(entry)) => entry,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "overlay watch error");
-                continue;
-            }
-            None => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                match bucket.watch_all().await {
-                    Ok(w) => watch = w,
-                    Err(error) => tracing::warn!(%error, "cannot watch the overlays again"),
-                }
-                continue;
-            }
-        };
-        let Some(key) = overlays::parse_key(&entry.key) else {
-            continue;
-        };
-        let disabled = match entry.operation {
-            kv::Operation::Put => serde_json::from_slice::<overlays::Overlay>(&entry.value)
-                .map(|o| o.disabled)
-                .unwrap_or_else(|error| {
-                    tracing::warn!(key = %entry.key, %error, "overlay does not parse; treated as enabled");
-                    false
-                }),
-            _ => false,
-        };
-        let at =
-            chrono::DateTime::from_timestamp_nanos(entry.created.unix_timestamp_nanos() as i64)
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string();
-        let message = Internal::Overlay {
-            key,
-            disabled,
-            revision: entry.revision,
-            at,
-        };
-        if tx.send(message).await.is_err() {
-            return;
-        }
     }
 }
