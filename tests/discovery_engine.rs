@@ -284,3 +284,22 @@ async fn a_restart_republishes_only_what_changed_and_replicas_leave_one_copy() {
     stop_a.cancel();
     stop_b.cancel();
 }
+
+#[tokio::test]
+async fn the_periodic_resync_runs_without_any_attach() {
+    let bus = Bus::start().await;
+    let source = Arc::new(FixedSource::default());
+    source.set(&snapshot_of(&[(task(1).1, "TASK_RUNNING")]));
+    let opts = DiscoveryOptions {
+        resync_interval: Some(Duration::from_millis(200)),
+        ..options()
+    };
+    let (d, _, shutdown) =
+        start(&bus, opts, account("prod", "http://m:8080"), source.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let fetches = *source.fetches.lock();
+    assert!((2..=7).contains(&fetches), "{fetches} fetches in 1 s");
+    assert_eq!(d.counts()["prod"].up, 1);
+    assert!(d.stats().resyncs >= 2);
+    shutdown.cancel();
+}

@@ -670,3 +670,39 @@ fn escaped_strings_in_a_snapshot_are_read_too() {
     let i = f.tables.get(ACCOUNT, INSTANCE).unwrap();
     assert_eq!((i.state, i.host.as_str()), (Up, "10.0.1.11"));
 }
+
+#[test]
+fn nested_root_groups_each_get_the_instance() {
+    let mut tables = Tables::new(Policy::default());
+    let roots = [
+        AccountRoot {
+            name: "prod".into(),
+            root: "/prod".into(),
+        },
+        AccountRoot {
+            name: "web".into(),
+            root: "/prod/web".into(),
+        },
+        AccountRoot {
+            name: "production".into(),
+            root: "/production".into(),
+        },
+    ];
+    let body = serde_json::to_vec(&snapshot(vec![(
+        APP,
+        false,
+        vec![snapshot_task(TASK, "TASK_RUNNING", None)],
+    )]))
+    .unwrap();
+    let stats = resync::apply(&mut tables, &body, &roots, 1, 1, "now").unwrap();
+    assert_eq!(stats.changes, 2);
+    assert_eq!(tables.get("prod", INSTANCE).unwrap().state, Up);
+    assert_eq!(tables.get("web", INSTANCE).unwrap().state, Up);
+    assert!(tables.get("production", INSTANCE).is_none());
+    let accounts: Vec<String> = tables
+        .changes
+        .iter()
+        .map(|c| c.document.account.clone())
+        .collect();
+    assert_eq!(accounts, vec!["prod", "web"]);
+}
