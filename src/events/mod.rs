@@ -3,12 +3,40 @@
 //!
 //! This file holds the seam between the reader and its consumers; the reader and the publisher live in
 //! submodules.
+//!
+//! # Layout
+//! - [`reader`]: the connection state machine of one cluster (connect, 302 with the token, URL rotation,
+//!   idle deadline, backoff), handing events to the consumers and, through a bounded buffer, to the
+//!   publisher. [`spawn_readers`] starts one per cluster.
+//! - [`endpoint`]: where each connection attempt gets its URL, token and HTTP client (the DC/OS client).
+//! - [`sse`]: framing glue on the `sse-stream` crate (why that crate: see there), the idle deadline on the
+//!   byte chunks, several JSON objects on one `data:` line split.
+//! - [`publisher`]: deterministic `Nats-Msg-Id`, pipelined acks into `DCOS_EVENTS`, truncation markers.
+//! - [`route`]: which accounts an event goes to (the root group holding its app), with which app id.
+//! - [`backoff`]: jittered exponential reconnect delays that start over after a healthy connection.
+//! - [`state`]: what a reader shows: its phase (readiness) and counters (metrics).
+//! - [`hub`]: the consumer that feeds deployment ends into the [`DeploymentHub`].
 
+pub mod backoff;
+pub mod endpoint;
+pub mod hub;
+pub mod publisher;
+pub mod reader;
+pub mod route;
+pub mod sse;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::AccountConfig;
+use crate::config::{AccountConfig, Config};
+use crate::dcos::DcosClient;
+use crate::deployments::DeploymentHub;
+pub use endpoint::{EventsEndpoint, PlainEndpoint};
+pub use reader::{spawn_reader, ReaderHandle, ReaderOptions};
 
 /// One Marathon event exactly as it arrived: its `event:` type and its `data:` bytes (one JSON object, or
 /// occasionally several on one line).
@@ -53,6 +81,61 @@ pub fn accounts_for_app<'a>(accounts: &'a [AccountConfig], app_id: &str) -> Vec<
         .filter(|a| {
             let root = a.root();
             app_id == root || app_id.starts_with(&format!("{root}/"))
+        })
+        .collect()
+}
+
+/// Starts one reader (and publisher) per cluster of `config.accounts`: accounts with the same Marathon
+/// URLs share one stream, read with the first such account's client (its token and URL rotation).
+/// Deployment ends are fed into `hub` for every account of the cluster, besides `consumers`.
+/// An account without an entry in `clients` (by account name) is left out, with an error logged.
+/// After `shutdown`, [`ReaderHandle::join`] waits until each publisher has flushed. With
+/// `driver.events_enabled = false` nothing is started.
+pub fn spawn_readers(
+    config: &Config,
+    clients: &HashMap<String, DcosClient>,
+    js: async_nats::jetstream::Context,
+    consumers: Vec<Arc<dyn EventConsumer>>,
+    hub: Arc<DeploymentHub>,
+    options: ReaderOptions,
+    shutdown: CancellationToken,
+) -> Vec<ReaderHandle> {
+    if !config.driver.events_enabled {
+        return Vec::new();
+    }
+    let mut clusters: BTreeMap<ClusterId, Vec<AccountConfig>> = BTreeMap::new();
+    for account in &config.accounts {
+        if clients.contains_key(&account.name) {
+            clusters
+                .entry(ClusterId::of(account))
+                .or_default()
+                .push(account.clone());
+        } else {
+            tracing::error!(account = %account.name, "no DC/OS client for this account: its events are not read");
+        }
+    }
+    let names = clusters
+        .iter()
+        .map(|(cluster, accounts)| {
+            let names = accounts.iter().map(|a| a.name.clone()).collect();
+            (cluster.clone(), names)
+        })
+        .collect();
+    let mut consumers = consumers;
+    consumers.push(Arc::new(hub::DeploymentEnds::new(hub, names)));
+    clusters
+        .into_iter()
+        .map(|(cluster, accounts)| {
+            let client = clients[&accounts[0].name].clone();
+            reader::spawn_reader(
+                cluster,
+                accounts,
+                Arc::new(client),
+                js.clone(),
+                consumers.clone(),
+                options.clone(),
+                shutdown.clone(),
+            )
         })
         .collect()
 }
