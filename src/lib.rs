@@ -9,6 +9,7 @@
 //! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 //! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
 //! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
+//! - [`discovery`]: the live discovery feed: every instance's state (UP, STARTING, …) in KV and each change published.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
 //! - [`ops`]: the operations: strict descriptions, path safety under the account root, naming and versions, the executor framework (locks, waiting, error mapping) and each operation.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod dcos;
 pub mod deployments;
+pub mod discovery;
 pub mod events;
 pub mod health;
 pub mod metrics;
