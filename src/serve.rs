@@ -18,10 +18,13 @@ use crate::bus::{self, AppLocks, BusSettings};
 use crate::config::Config;
 use crate::dcos::{CallHook, ClientOptions, DcosClient};
 use crate::deployments::DeploymentHub;
+use crate::discovery::{AccountFeed, Discovery, DiscoveryOptions};
 use crate::events::{self, EventConsumer, ReaderOptions};
 use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
+use crate::names;
 use crate::ops::{Operations, OpsSettings};
+use crate::overlays::OverlayStore;
 
 /// Runs the driver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -76,8 +79,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let hub = Arc::new(DeploymentHub::new());
-    let consumers: Vec<Arc<dyn EventConsumer>> = Vec::new();
+    let mut consumers: Vec<Arc<dyn EventConsumer>> = Vec::new();
     if config.driver.events_enabled {
+        let feeds = config
+            .accounts
+            .iter()
+            .map(|account| AccountFeed {
+                account: account.clone(),
+                source: Arc::new(clients[&account.name].clone()),
+            })
+            .collect();
+        let overlays = OverlayStore::new(
+            js.get_key_value(names::OVERLAYS_BUCKET)
+                .await
+                .context("KV bucket dcos_overlays")?,
+        );
+        let options = DiscoveryOptions {
+            metrics: Some(metrics.clone()),
+            ..DiscoveryOptions::from_driver(&config.driver)
+        };
+        let discovery =
+            Discovery::start(options, feeds, js.clone(), overlays, shutdown.clone()).await?;
+        consumers.push(discovery.clone());
+        tracker.spawn(async move { discovery.stopped().await });
         for account in &config.accounts {
             readiness.register(&health::events_component(&account.name));
         }
