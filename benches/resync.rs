@@ -1,11 +1,12 @@
 //! Benchmark of the discovery resync: 10,000 apps × 5 tasks (a ~48 MB snapshot) from the simulator,
 //! run as its own process so this process's memory is the driver side only.
 //!
-//! Run (release, ignored by default):
-//! `cargo test --release --test discovery_bench -- --ignored --nocapture`
+//! Run: `cargo bench --bench resync` (`BENCH_APPS`, `BENCH_TASKS` change the size).
 //! Prints, for the first resync (everything new) and for three with no change, the wall time and the
 //! RSS high-water mark (VmHWM, reset before each resync through `/proc/self/clear_refs`).
 
+#[path = "../tests/discovery_support/mod.rs"]
+#[allow(dead_code)]
 mod discovery_support;
 
 use std::process::{Child, Command, Stdio};
@@ -40,8 +41,15 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(resync_10000_apps_by_5_tasks());
+}
+
 async fn resync_10000_apps_by_5_tasks() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let apps: usize = std::env::var("BENCH_APPS")
