@@ -291,6 +291,11 @@ impl Engine {
                     ms = report.total.as_millis() as u64,
                     "discovery resync done"
                 );
+                if let Some(metrics) = &self.shared.options().metrics {
+                    for root in &self.shared.clusters[cluster].roots {
+                        metrics.resync(&root.name);
+                    }
+                }
                 self.shared.resync_done(cluster, covers, report);
             }
             Internal::Overlay {
