@@ -43,16 +43,9 @@ impl DeploymentHub {
 
     /// Records how a deployment of `account` ended and wakes everyone waiting for it.
     pub fn finished(&self, account: &str, deployment_id: &str, end: DeploymentEnd) {
-        let mut slots = self.slots.lock();
-        Self::prune(&mut slots);
-        let slot = slots
-            .entry((account.to_string(), deployment_id.to_string()))
-            .or_insert_with(|| Slot {
-                tx: watch::channel(None).0,
-                touched: Instant::now(),
-            });
-        slot.touched = Instant::now();
-        slot.tx.send_replace(Some(end));
+        self.with_slot(account, deployment_id, |slot| {
+            slot.tx.send_replace(Some(end));
+        });
     }
 
     /// A receiver that holds `Some(end)` once the deployment has ended (maybe already).
@@ -61,16 +54,7 @@ impl DeploymentHub {
         account: &str,
         deployment_id: &str,
     ) -> watch::Receiver<Option<DeploymentEnd>> {
-        let mut slots = self.slots.lock();
-        Self::prune(&mut slots);
-        let slot = slots
-            .entry((account.to_string(), deployment_id.to_string()))
-            .or_insert_with(|| Slot {
-                tx: watch::channel(None).0,
-                touched: Instant::now(),
-            });
-        slot.touched = Instant::now();
-        slot.tx.subscribe()
+        self.with_slot(account, deployment_id, |slot| slot.tx.subscribe())
     }
 
     /// Whether any event reader feeds this hub (operations then rely less on polling).
@@ -81,6 +65,25 @@ impl DeploymentHub {
     /// Whether no deployment is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Runs `f` on the (possibly new) slot of a deployment, marking it as recently used.
+    fn with_slot<T>(
+        &self,
+        account: &str,
+        deployment_id: &str,
+        f: impl FnOnce(&mut Slot) -> T,
+    ) -> T {
+        let mut slots = self.slots.lock();
+        Self::prune(&mut slots);
+        let slot = slots
+            .entry((account.to_string(), deployment_id.to_string()))
+            .or_insert_with(|| Slot {
+                tx: watch::channel(None).0,
+                touched: Instant::now(),
+            });
+        slot.touched = Instant::now();
+        f(slot)
     }
 
     fn prune(slots: &mut HashMap<Key, Slot>) {
