@@ -27,75 +27,19 @@ fi
 TIME_SCALE="${TIME_SCALE:-0.2}"
 RESYNC_SECONDS=5
 IDLE_SECONDS=3
-work="$(mktemp -d -t dcos-driver-discovery-XXXXXX)"
-pids=()
-cleanup() {
-  local code=$?
-  trap - EXIT INT TERM
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
-  # A graceful stop gets 5 s (the simulator's can wait on open event streams); then SIGKILL.
-  for _ in $(seq 1 50); do
-    alive=()
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-    [ ${#alive[@]} -eq 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
-  if [ -n "${KEEP_LOGS:-}" ]; then echo "transcript: logs kept in $work"; else rm -rf "$work"; fi
-  echo "transcript: stopped everything it started"
-  exit "$code"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+LOG_PREFIX=transcript
+source scripts/lib.sh
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
 say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 note() { printf '   %s\n' "$*"; }
 
-if [ -n "${DCOS_DRIVER_BIN:-}" ]; then
-  bin="$DCOS_DRIVER_BIN"
-else
-  echo "transcript: building dcos-driver"
-  cargo build --quiet --bin dcos-driver
-  bin=target/debug/dcos-driver
-fi
-
-nats_port=$(free_port)
-nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
-pids+=($!)
-wait_port "$nats_port"
-NATS_URL="nats://127.0.0.1:$nats_port"
-export DCOS_DRIVER_NATS_URL="$NATS_URL"
-
-sim_port=$(free_port)
-SIM="http://127.0.0.1:$sim_port"
-"$bin" sim --listen "127.0.0.1:$sim_port" --time-scale "$TIME_SCALE" --keepalive-seconds 1 >"$work/sim.log" 2>&1 &
-pids+=($!)
-wait_port "$sim_port"
-
-http_port=$(free_port)
-METRICS="http://127.0.0.1:$http_port/metrics"
-cat >"$work/dcos-driver.toml" <<TOML
-[nats]
-url = "$NATS_URL"
-
-[driver]
-http_listen = "127.0.0.1:$http_port"
-resync_interval_seconds = $RESYNC_SECONDS
-events_idle_timeout_seconds = $IDLE_SECONDS
-
-[[account]]
-name = "demo"
-marathon_urls = ["$SIM"]
-metronome_url = "$SIM"
-root_group = "/demo"
-TOML
-"$bin" serve --config "$work/dcos-driver.toml" >"$work/driver.log" 2>&1 &
-pids+=($!)
-wait_port "$http_port"
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.1; done
+build_driver
+unset NATS_URL
+start_nats
+start_sim "$TIME_SCALE" --keepalive-seconds 1
+start_serve "resync_interval_seconds = $RESYNC_SECONDS
+events_idle_timeout_seconds = $IDLE_SECONDS"
+METRICS="$HTTP/metrics"
 
 echo "transcript: nats-server $NATS_URL · simulator $SIM (time scale $TIME_SCALE, keep-alive 1 s)"
 echo "transcript: dcos-driver serve (resync_interval_seconds = $RESYNC_SECONDS, events_idle_timeout_seconds = $IDLE_SECONDS, metrics $METRICS)"
@@ -108,13 +52,13 @@ tail -n +1 -F "$work/driver.log" 2>/dev/null > >(
     | grep --line-buffered -E 'attached to the event stream|event stream down|discovery resync done' \
     | grep --line-buffered -v 'changes=0 ' \
     | sed -u -E 's/^[0-9-]+T([0-9:]{8}\.[0-9]{3})[0-9]*Z +/\1 /; s/ events\{[^}]*\}:/ /; s/ dcos_driver::[a-z_:]+: / /; s/^/    driver    | /') &
-pids+=($!)
+track $!
 
 say "a subscriber on dcos.discovery.demo.> (dcos-driver discovery --account demo) prints below as 'discovery |'"
 note "columns: time, new state ← previous state, instance, host:ports (reason)"
 note "beside it, the driver's log as 'driver |': stream connects and losses, and the resyncs that changed something"
 "$bin" discovery --account demo > >(sed -u 's/^/    discovery | /') 2>/dev/null &
-pids+=($!)
+track $!
 sleep 1
 
 app=/demo/demo-web-v000

@@ -14,18 +14,8 @@ cd "$(dirname "$0")/.."
 
 TIME_SCALE="${TIME_SCALE:-0.5}"
 EVENT_SECONDS="${EVENT_SECONDS:-6}"
-work="$(mktemp -d -t sim-transcript-XXXXXX)"
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+LOG_PREFIX="# sim-transcript"
+source scripts/lib.sh
 say() { printf '\n### %s\n' "$*"; }
 # Prints the command as one would type it (arguments quoted where the shell needs it), then runs it;
 # a newline follows, as bodies have none.
@@ -44,7 +34,7 @@ bin=target/debug/dcos-driver
 port=$(free_port)
 base="http://127.0.0.1:$port"
 "$bin" sim --listen "127.0.0.1:$port" --time-scale "$TIME_SCALE" >"$work/sim.log" 2>&1 &
-pids+=($!)
+track $!
 wait_port "$port"
 echo "# dcos-driver sim --listen 127.0.0.1:$port --time-scale $TIME_SCALE (pid ${pids[0]})"
 
