@@ -49,7 +49,8 @@ say "5. destroy the server group"
 op destroy_server_group -s serverGroupName=demo-web-v000 -s region=
 sleep 2
 
-say "metrics (excerpt)"
-curl -s "$HTTP/metrics" | grep -E '^dcos_driver_(operations_total|instances|events_in_total)' | head -20 || true
+say "curl $HTTP/metrics (excerpt)"
+curl -s "$HTTP/metrics" | grep -E '^dcos_driver_(operations_total|operation_duration_seconds_count|dcos_requests_total|marathon_events_published_total|discovery_changes_published_total|event_stream_(reconnects|resyncs)_total|instances)' \
+  | sort | head -40 || true
 
 say "done: stopping everything started here"
