@@ -6,20 +6,20 @@
 //! - [`client`]: the operator's client commands (`op`, `task`, `events`, `discovery`) over the public NATS contract.
 //! - [`config`]: the typed TOML configuration (accounts, NATS, limits) with environment overrides for secrets.
 //! - [`dcos`]: the typed DC/OS client (Marathon, Metronome, login): retries, tokens, URL rotation, error codes.
-//! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
-//! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
-//! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
-//! - [`discovery`]: the live discovery feed: every instance's state (UP, STARTING, …) in KV and each change published.
 //! - [`deployments`]: the hub where deployment ends seen on the event stream meet the operations waiting for them.
+//! - [`discovery`]: the live discovery feed: every instance's state (UP, STARTING, …) in KV and each change published.
+//! - [`events`]: the Marathon event stream per cluster, republished onto NATS and handed to its consumers.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
+//! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
+//! - [`names`]: every NATS subject, stream, consumer, KV bucket and header name, and the app-id ↔ subject-token mapping.
 //! - [`ops`]: the operations: strict descriptions, path safety under the account root, naming and versions, the executor framework (locks, waiting, error mapping) and each operation.
 //! - [`overlays`]: administrative overlays (disabled server groups and instances) in KV `dcos_overlays`.
-//! - [`telemetry`]: tracing setup (text or JSON logs).
-//! - [`metrics`]: the Prometheus registry, typed recording methods and DC/OS route templates for labels.
-//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP endpoint and the readiness checks behind it.
 //! - [`schemas`]: JSON Schema files of the public documents (`schemas/*.json`), generated and checked.
 //! - [`serve`]: `dcos-driver serve`: every part wired together under one shutdown signal.
 //! - [`sim`]: the DC/OS simulator (Marathon + Metronome + login, timed lifecycle, SSE, fault injection).
+//! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`testkit`]: helpers for tests and benchmarks: a real `nats-server` on a free port, an in-process simulator.
+//! - [`vocabulary`]: the 34 operations (names, which are unsupported and why) and the error codes.
 
 pub mod bus;
 pub mod cli;
