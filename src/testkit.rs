@@ -43,9 +43,10 @@ impl NatsServer {
             std::fs::write(&path, conf).expect("write the nats-server configuration");
             path
         });
-        let port = free_port();
+        // Port 0 until the first start: nats-server then picks a free port itself (`-p -1`) and reports
+        // it in a ports file, so two tests starting servers at once can never race for the same port.
         let mut server = NatsServer {
-            port,
+            port: 0,
             store,
             child: None,
             binary,
@@ -90,20 +91,23 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
+        let ports_dir = self.store.path().join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir).expect("create the ports-file directory");
         let mut command = Command::new(&self.binary);
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        let port_arg = if self.port == 0 {
+            "-1".to_string()
+        } else {
+            self.port.to_string()
+        };
         let child = command
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(self.store.path())
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,24 +119,36 @@ impl NatsServer {
                 )
             });
         self.child = Some(child);
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("nats-server exited at start: {status}");
+                    panic!("nats-server exited at start (port {port_arg}): {status}");
+                }
+            }
+            // The ports file is written once the client listener is bound.
+            if let Some(port) = reported_port(&ports_dir) {
+                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    self.port = port;
+                    return;
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "nats-server did not accept connections on port {} within 20 s",
-            self.port
-        );
+        panic!("nats-server (port {port_arg}) did not accept connections within 20 s");
     }
+}
+
+/// The client port nats-server wrote to its ports file (`{"nats":["nats://127.0.0.1:4222"], …}`).
+fn reported_port(dir: &Path) -> Option<u16> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let url = ports.get("nats")?.get(0)?.as_str()?;
+        return url.rsplit(':').next()?.parse().ok();
+    }
+    None
 }
 
 impl Drop for NatsServer {
